@@ -1,0 +1,126 @@
+"""The table store: the one seam that knows where tables live and which engine reads them.
+
+Assets ask it for a window of daily partitions and hand it a frame plus the window to replace.
+Table names are ``"<layer>.<table>"`` (``"bronze.payments"``): a folder under the lake locally,
+``catalog.<layer>.<table>`` on Databricks.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import dagster as dg
+import narwhals as nw
+
+
+@dataclass(frozen=True)
+class DateWindow:
+    """A half-open window of days ``[start, end)``."""
+
+    start: date
+    end: date
+
+    def __post_init__(self) -> None:
+        if self.end <= self.start:
+            raise ValueError(f"empty window: end {self.end} must be after start {self.start}")
+
+    @classmethod
+    def day(cls, day: date) -> DateWindow:
+        return cls(day, day + timedelta(days=1))
+
+    @classmethod
+    def from_time_window(cls, window: dg.TimeWindow) -> DateWindow:
+        return cls(_as_date(window.start), _as_date(window.end))
+
+    @property
+    def days(self) -> list[date]:
+        return [self.start + timedelta(days=i) for i in range((self.end - self.start).days)]
+
+    def __str__(self) -> str:
+        return f"[{self.start}, {self.end})"
+
+
+def _as_date(value: date | datetime) -> date:
+    return value.date() if isinstance(value, datetime) else value
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    table: str
+    rows_written: int
+    window: DateWindow | None
+    version: int | None = None
+    new_columns: tuple[str, ...] = ()
+
+
+class TableStore(dg.ConfigurableResource, ABC):
+    """Read and replace windows of daily-partitioned tables.
+
+    Every partitioned table has a ``Date`` partition column (named by the caller, stable per
+    table). Writes replace exactly the rows whose partition column falls in the window, in one
+    commit: rows outside the window are never touched, and rerunning a window is idempotent.
+    """
+
+    @abstractmethod
+    def exists(self, table: str) -> bool: ...
+
+    @abstractmethod
+    def read(
+        self,
+        table: str,
+        window: DateWindow | None = None,
+        partition_column: str = "partition_date",
+        columns: list[str] | None = None,
+    ) -> Any:
+        """The rows of ``table`` (in ``window`` when given) as the engine's native lazy frame.
+
+        A table that does not exist yet raises ``TableNotFound``.
+        """
+
+    @abstractmethod
+    def replace_window(
+        self,
+        table: str,
+        frame: Any,
+        window: DateWindow,
+        partition_column: str = "partition_date",
+        allow_new_columns: bool = False,
+    ) -> WriteResult:
+        """Replace the rows of ``window`` with ``frame`` (which may be empty).
+
+        Every row of ``frame`` must fall inside ``window``. New columns are added only when
+        ``allow_new_columns`` is true; otherwise they are an error naming the columns.
+        """
+
+    @abstractmethod
+    def append(self, table: str, frame: Any, allow_new_columns: bool = False) -> WriteResult: ...
+
+    @abstractmethod
+    def overwrite(self, table: str, frame: Any) -> WriteResult:
+        """Replace a whole (unpartitioned) table."""
+
+    def count_rows(
+        self,
+        table: str,
+        window: DateWindow | None = None,
+        partition_column: str = "partition_date",
+    ) -> int:
+        """Rows of ``table`` in ``window`` (all rows when ``None``), counted by the engine."""
+        frame = nw.from_native(self.read(table, window, partition_column))
+        counted = frame.select(nw.len())
+        return int((counted.collect() if isinstance(counted, nw.LazyFrame) else counted).item())
+
+    @abstractmethod
+    def location(self, table: str) -> str:
+        """Where a person finds the table: a path locally, a catalog name on Databricks."""
+
+
+class TableNotFound(LookupError):
+    pass
+
+
+class SchemaMismatch(ValueError):
+    pass

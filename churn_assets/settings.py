@@ -1,0 +1,96 @@
+"""Where the project writes, and the business settings that steer it.
+
+Everything the project writes lives under one data root, ``$CHURN_HOME`` (default ``./data``).
+Business settings are one typed model; ``$CHURN_HOME/settings.toml`` overrides any default.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+DOMAINS: tuple[str, ...] = ("customers", "payments", "events", "tickets", "marketing")
+
+
+def churn_home() -> Path:
+    """The data root: ``$CHURN_HOME`` if set, else ``./data`` relative to the working directory."""
+    return Path(os.environ.get("CHURN_HOME") or "data").expanduser().resolve()
+
+
+@dataclass(frozen=True)
+class Paths:
+    """The layout of the data root. Nothing else in the project builds these paths by hand."""
+
+    home: Path
+
+    @property
+    def landing(self) -> Path:
+        """Raw daily drops: ``landing/<domain>/<YYYY-MM-DD>/…`` plus a completion marker."""
+        return self.home / "landing"
+
+    @property
+    def lake(self) -> Path:
+        """Delta tables, one folder per ``<layer>/<table>``."""
+        return self.home / "lake"
+
+    @property
+    def truth(self) -> Path:
+        """The simulator's ground truth. Never read by the pipeline; only by evaluations."""
+        return self.home / "truth"
+
+    @property
+    def mlflow(self) -> Path:
+        return self.home / "mlflow"
+
+    @property
+    def reports(self) -> Path:
+        return self.home / "reports"
+
+    @property
+    def settings_file(self) -> Path:
+        return self.home / "settings.toml"
+
+    @classmethod
+    def from_env(cls) -> Paths:
+        return cls(churn_home())
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PartitionSettings(_Section):
+    start: date = Field(
+        date(2024, 1, 1),
+        description="First day of every daily partition. Data before it cannot be ingested.",
+    )
+
+
+class Settings(_Section):
+    """Business settings. Later issues add sections (labels, model gate, risk bands, budget…)."""
+
+    partitions: PartitionSettings = PartitionSettings()
+
+
+class SettingsError(ValueError):
+    pass
+
+
+def load_settings(paths: Paths | None = None) -> Settings:
+    """Defaults, overridden by ``$CHURN_HOME/settings.toml`` when that file exists."""
+    paths = paths or Paths.from_env()
+    if not paths.settings_file.exists():
+        return Settings()
+    try:
+        raw = tomllib.loads(paths.settings_file.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{paths.settings_file} is not valid TOML: {exc}") from exc
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        raise SettingsError(f"{paths.settings_file} has invalid settings:\n{exc}") from exc
