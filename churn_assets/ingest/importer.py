@@ -1,0 +1,362 @@
+"""Bring your own data: turn a CSV or Parquet export into landing drops the pipeline ingests.
+
+The importer writes exactly what the simulator writes (same landing layout, canonical column
+names, one drop per UTC day, the domain's format), so everything downstream is the same whether
+the data is simulated or real. Values are mapped, not cleaned: silver still types and dedups.
+
+* Transactions land in ``payments``: one drop per UTC day of the timestamp. Refunds follow the
+  simulator's conventions (``transaction_type=refund``, negative amount, positive quantity).
+* Customers land in ``customers`` as a snapshot: all customers in one drop on ``as_of`` when given,
+  otherwise each on the day of their ``signup_at`` (or today when there is no signup date).
+  Unmapped columns are kept as extra attribute columns.
+
+Nothing is silently dropped: every record is written or listed, with its line and reason, in
+``landing/_rejected/<source>-<domain>.csv``. Re-importing an unchanged file changes nothing: a day
+whose file content is identical is not re-dropped, so the sensor does not ingest it again.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import polars as pl
+
+from churn_assets.ingest import import_values as V
+from churn_assets.ingest.columns import COLUMNS
+from churn_assets.ingest.import_values import ImportDataError, ImportMappingError, parse_mapping
+from churn_assets.ingest.landing import find_drop, write_drop
+from churn_assets.ingest.readers import ROW_NUMBER, LandingFileError, parse_csv, read_landing_file
+from churn_assets.settings import Paths, load_settings
+
+__all__ = [
+    "ImportDataError",
+    "ImportMappingError",
+    "ImportReport",
+    "import_customers",
+    "import_transactions",
+    "parse_mapping",
+]
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    source: Path
+    domain: str
+    rows_read: int
+    rows_written: int
+    rows_rejected: int
+    reject_file: Path | None
+    days_written: tuple[date, ...]
+    days_unchanged: tuple[date, ...]
+    dropped_columns: tuple[str, ...] = ()
+    extra_columns: tuple[str, ...] = ()
+    timestamp_format: str | None = None
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    @property
+    def first_day(self) -> date | None:
+        days = self.days_written + self.days_unchanged
+        return min(days) if days else None
+
+    @property
+    def last_day(self) -> date | None:
+        days = self.days_written + self.days_unchanged
+        return max(days) if days else None
+
+    def __str__(self) -> str:
+        lines = [
+            f"Imported {self.source.name} into {self.domain}: {self.rows_read:,} rows read, "
+            f"{self.rows_written:,} written, {self.rows_rejected:,} rejected"
+        ]
+        if self.first_day:
+            lines.append(
+                f"  days {self.first_day} .. {self.last_day}: {len(self.days_written)} dropped, "
+                f"{len(self.days_unchanged)} unchanged (not re-dropped)"
+            )
+        for reason, count in sorted(self.rejected_by_reason.items(), key=lambda kv: -kv[1]):
+            lines.append(f"  rejected {count:,}: {reason}")
+        if self.reject_file:
+            lines.append(f"  rejected rows with line numbers: {self.reject_file}")
+        if self.timestamp_format:
+            lines.append(f"  timestamps read as {self.timestamp_format!r}")
+        if self.dropped_columns:
+            lines.append(f"  unmapped columns not imported: {', '.join(self.dropped_columns)}")
+        if self.extra_columns:
+            lines.append(f"  extra columns kept as attributes: {', '.join(self.extra_columns)}")
+        lines.extend(f"  note: {note}" for note in self.notes)
+        return "\n".join(lines)
+
+
+def import_transactions(
+    path: Path,
+    mapping: dict[str, str],
+    paths: Paths,
+    timezone: str = "UTC",
+    timestamp_format: str | None = None,
+) -> ImportReport:
+    """Import an export of orders/transactions into ``payments`` drops, one per UTC day."""
+    path = Path(path)
+    source = _read_source(path)
+    mapping, notes = V.resolve_mapping(mapping, "payments", source.rows.columns, path)
+    stamps = V.parse_timestamps(source.rows, mapping["timestamp"], timezone, timestamp_format, path)
+    checks = [V.customer_id_check(mapping["customer_id"]), *stamps.check("timestamp")]
+    if "amount" in mapping:
+        factors = mapping["amount"].split("*")  # one column, or a product of two
+    else:
+        factors = [mapping["quantity"], mapping["unit_price"]]
+    amount = pl.lit(1.0)
+    for column in dict.fromkeys(factors + ([mapping["quantity"]] if "quantity" in mapping else [])):
+        checks.append(V.number_check(column, "amount" if column in factors else "quantity"))
+    for column in factors:
+        amount = amount * V.number(column)
+    frame = source.rows.with_columns(_created=stamps.values, _amount=amount)
+    frame = V.apply_checks(frame, checks, path)
+
+    text = V.text_getter(mapping)
+    quantity = V.number(mapping["quantity"]) if "quantity" in mapping else None
+    generated_order = pl.format("{}-{}", pl.lit(_slug(path.stem)), pl.col(ROW_NUMBER))
+    order_id = (
+        text("order_id").fill_null(generated_order) if "order_id" in mapping else generated_order
+    )
+    frame = frame.with_columns(_order=order_id)
+    # Online Retail style: a "C" before an invoice number marks a cancellation; so do negative
+    # quantities or amounts. The refunded order is the number without "C" when this file has it.
+    refund = pl.col("_order").str.contains(r"^[Cc]\d+$") | (pl.col("_amount") < 0)
+    if quantity is not None:
+        refund = refund | (quantity < 0)
+    frame = frame.with_columns(_refund=refund.fill_null(False))
+    accepted = frame.filter(pl.col("_reason").is_null())
+    charged = accepted.filter(~pl.col("_refund"))["_order"].unique()
+    original = pl.col("_order").str.replace(r"^[Cc](\d+)$", "$1")
+    refund_of = pl.when(pl.col("_refund") & original.is_in(charged.implode())).then(original)
+    # Deterministic ids: the order id plus the line's position within its order in the file
+    # (counted over all lines, so fixing a rejected line later does not renumber the others).
+    sequence = pl.int_range(1, pl.len() + 1).over("_order").cast(pl.String)
+    transaction_id = pl.format("{}-{}", pl.col("_order"), sequence)
+    if "transaction_id" in mapping:
+        transaction_id = text("transaction_id").fill_null(transaction_id)
+    is_refund = pl.col("_refund")
+    frame = frame.with_columns(
+        transaction_id=transaction_id,
+        order_id=pl.col("_order"),
+        customer_id=V.customer_id(mapping["customer_id"]),
+        transaction_type=pl.when(is_refund).then(pl.lit("refund")).otherwise(pl.lit("charge")),
+        status=text("status").fill_null(
+            pl.when(is_refund).then(pl.lit("refunded")).otherwise(pl.lit("paid"))
+        ),
+        amount=V.money(
+            pl.when(is_refund).then(-pl.col("_amount").abs()).otherwise(pl.col("_amount"))
+        ),
+        currency=text("currency"),
+        quantity=V.integral_text(quantity.abs())
+        if quantity is not None
+        else pl.lit(None, pl.String),
+        category=text("category"),
+        payment_method=text("payment_method"),
+        created_at=V.iso_utc(pl.col("_created")),
+        refund_of_order_id=refund_of,
+        _day=pl.col("_created").dt.date(),
+    )
+    if "status" not in mapping:
+        notes.append("no status column mapped: charges are 'paid', refunds 'refunded'")
+    used = {column for source_column in mapping.values() for column in source_column.split("*")}
+    dropped = tuple(c for c in source.rows.columns if c not in used and c != ROW_NUMBER)
+    return _land(
+        path,
+        "payments",
+        frame,
+        source,
+        paths,
+        COLUMNS["payments"],
+        stamps.format,
+        [*notes, *stamps.notes],
+        dropped=dropped,
+    )
+
+
+def import_customers(
+    path: Path,
+    mapping: dict[str, str],
+    paths: Paths,
+    timezone: str = "UTC",
+    timestamp_format: str | None = None,
+    as_of: date | None = None,
+) -> ImportReport:
+    """Import a customer export into ``customers`` drops, keeping unmapped columns as attributes.
+
+    With ``as_of`` every customer lands in one snapshot drop on that day (``updated_at`` is its
+    midnight UTC): use it for a current-state export. Without it each customer lands on the day
+    of their ``signup_at`` (``updated_at = signup_at``), or today when ``signup_at`` is not mapped.
+    """
+    path = Path(path)
+    source = _read_source(path)
+    mapping, notes = V.resolve_mapping(mapping, "customers", source.rows.columns, path)
+    rows = source.rows
+    used = set(mapping.values())
+    extras = tuple(c for c in rows.columns if c not in used and c != ROW_NUMBER)
+    clash = sorted(set(extras) & set(COLUMNS["customers"]))
+    if clash:
+        raise ImportMappingError(
+            f"{path.name}: unmapped column(s) {', '.join(clash)} would be overwritten by the "
+            "canonical column the import writes; rename or drop them in the export"
+        )
+    checks = [V.customer_id_check(mapping["customer_id"])]
+    columns: dict[str, pl.Expr] = {}
+    fmt = None
+    for target in ("signup_at", "cancelled_at"):
+        if target in mapping:
+            optional = target == "cancelled_at"  # most customers have not cancelled
+            stamps = V.parse_timestamps(
+                rows, mapping[target], timezone, timestamp_format, path, optional=optional
+            )
+            checks.extend(stamps.check(target, optional=optional))
+            columns[target] = stamps.values
+            fmt = fmt or stamps.format
+            notes.extend(stamps.notes)
+    frame = V.apply_checks(
+        rows.with_columns(**{f"_{k}": v for k, v in columns.items()}), checks, path
+    )
+    if as_of is None and "signup_at" not in mapping:
+        as_of = datetime.now(UTC).date()
+        notes.append(
+            f"no signup_at mapped and no as_of given: one snapshot drop for today ({as_of})"
+        )
+    if as_of is not None:
+        snapshot = datetime(as_of.year, as_of.month, as_of.day, tzinfo=UTC)
+        updated = pl.lit(snapshot, pl.Datetime("us", "UTC"))
+    else:
+        updated = pl.col("_signup_at")
+    text = V.text_getter(mapping)
+    canonical = {
+        target: (V.iso_utc(pl.col(f"_{target}")) if target in columns else text(target))
+        for target in COLUMNS["customers"]
+    }
+    canonical["customer_id"] = V.customer_id(mapping["customer_id"])
+    canonical["updated_at"] = V.iso_utc(updated)
+    frame = frame.sort(ROW_NUMBER).with_columns(**canonical, _day=updated.dt.date())
+    return _land(
+        path,
+        "customers",
+        frame,
+        source,
+        paths,
+        COLUMNS["customers"] + extras,
+        fmt,
+        notes,
+        extras=extras,
+    )
+
+
+@dataclass(frozen=True)
+class _Source:
+    rows: pl.DataFrame
+    quarantine: pl.DataFrame
+    records: int
+    notes: tuple[str, ...]
+
+
+def _read_source(path: Path) -> _Source:
+    suffix = path.suffix.lower()
+    notes: tuple[str, ...] = ()
+    try:
+        if suffix == ".csv":
+            data = path.read_bytes()
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError:
+                # Spreadsheet exports are often Windows-1252; guessing beats rejecting every
+                # line with an accent, and the report says what happened.
+                data = data.decode("cp1252", errors="replace").encode("utf-8")
+                notes = ("the file is not UTF-8; it was read as Windows-1252",)
+            parsed = parse_csv(data, label=str(path))
+        elif suffix == ".parquet":
+            parsed = read_landing_file(path)
+        else:
+            raise ImportDataError(
+                f"{path}: cannot import {suffix or 'a file without suffix'!r} files; export CSV or Parquet"
+            )
+    except OSError as exc:
+        raise ImportDataError(f"{path}: cannot read the file: {exc}") from exc
+    except LandingFileError as exc:
+        raise ImportDataError(str(exc)) from exc
+    return _Source(parsed.rows, parsed.quarantine, parsed.records_in_file, notes)
+
+
+def _land(
+    path: Path,
+    domain: str,
+    frame: pl.DataFrame,
+    source: _Source,
+    paths: Paths,
+    columns: tuple[str, ...],
+    timestamp_format: str | None,
+    notes: list[str],
+    dropped: tuple[str, ...] = (),
+    extras: tuple[str, ...] = (),
+) -> ImportReport:
+    """Check the days against the partitions, write one drop per day, write the reject file."""
+    accepted = frame.filter(pl.col("_reason").is_null())
+    V.check_partition_start(
+        accepted, load_settings(paths).partitions.start, paths.settings_file, path
+    )
+    name = f"{_slug(path.stem)}.{'csv' if domain == 'payments' else 'parquet'}"
+    written, unchanged = [], []
+    for (day,), day_rows in sorted(accepted.partition_by("_day", as_dict=True).items()):
+        content = _serialize(day_rows.select(columns), domain)
+        existing = find_drop(paths.landing, domain, day)
+        if existing and name in existing.files and (existing.path / name).read_bytes() == content:
+            unchanged.append(day)
+            continue
+        # Keep files other sources dropped for the same day; replace only this source's file.
+        files = (
+            {other: (existing.path / other).read_bytes() for other in existing.files}
+            if existing
+            else {}
+        )
+        files[name] = content
+        write_drop(paths.landing, domain, day, files)
+        written.append(day)
+    reject_file = paths.landing / "_rejected" / f"{_slug(path.stem)}-{domain}.csv"
+    all_rejects = pl.concat([V.quarantine_rejects(source.quarantine), V.rejects(frame)]).sort(
+        "line"
+    )
+    if all_rejects.height:
+        reject_file.parent.mkdir(parents=True, exist_ok=True)
+        all_rejects.write_csv(reject_file)
+    else:
+        reject_file.unlink(missing_ok=True)  # a stale list from an earlier import would mislead
+    assert accepted.height + all_rejects.height == source.records, "every record is accounted for"
+    return ImportReport(
+        source=path,
+        domain=domain,
+        rows_read=source.records,
+        rows_written=accepted.height,
+        rows_rejected=all_rejects.height,
+        reject_file=reject_file if all_rejects.height else None,
+        days_written=tuple(written),
+        days_unchanged=tuple(unchanged),
+        dropped_columns=dropped,
+        extra_columns=extras,
+        timestamp_format=timestamp_format,
+        rejected_by_reason=dict(all_rejects.group_by("reason").len().iter_rows()),
+        notes=tuple(notes) + source.notes,
+    )
+
+
+def _serialize(frame: pl.DataFrame, domain: str) -> bytes:
+    buffer = io.BytesIO()
+    if domain == "payments":
+        frame.write_csv(buffer)
+    else:
+        frame.write_parquet(buffer, statistics=False)
+    return buffer.getvalue()
+
+
+def _slug(text: str) -> str:
+    """A drop-safe file name: no separators, not hidden, not starting with '_'."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip(".-_") or "import"
