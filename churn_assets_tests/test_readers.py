@@ -89,6 +89,20 @@ def test_csv_structural_errors_are_quarantined_with_reasons(tmp_path):
     assert raw[5] == '4,"dana,7'
 
 
+def test_csv_reasons_for_few_bad_lines_among_many():
+    """Regression: polars 2.1 panicked formatting reasons for lines filtered out of a large file."""
+    header = "interaction_id,customer_id,campaign_id,channel,interaction_type,offer_code,discount_pct,occurred_at"
+    rows = [f"M{i},C{i:08d},CMP-1,email,send,,,2026-04-24T10:00:00Z" for i in range(800)]
+    rows[660] = "M660,C00000528,CMP-1,email,send,,2026-04-24T10:00:00Z"
+    rows[721] = 'M721,"C00002506,CMP-1,email,send,,,2026-04-24T10:00:00Z'
+    parsed = readers.parse_csv(("\n".join([header, *rows]) + "\n").encode())
+    assert parsed.quarantine.select(readers.ROW_NUMBER, "reason").rows() == [
+        (662, "expected 8 fields (header), found 7"),
+        (723, "unbalanced double quote"),
+    ]
+    assert parsed.rows.height == 798
+
+
 def test_csv_embedded_newline_is_quarantined_line_by_line(tmp_path):
     """The documented limit: a quoted newline splits a record into two unbalanced lines."""
     parsed = parse(tmp_path, "c.csv", b'id,note\n1,"two\nlines"\n2,ok\n')

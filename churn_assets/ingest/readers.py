@@ -201,7 +201,8 @@ def _csv_reason(expected_fields: int | None, separator: str, lossy: bool) -> pl.
     if expected_fields is not None:
         fields = unquoted.str.count_matches(separator, literal=True) + 1
         reason = reason.when(fields != expected_fields).then(
-            pl.format(f"expected {expected_fields} fields (header), found {{}}", fields)
+            # Not pl.format: polars 2.1 panics on it over filtered string views.
+            pl.lit(f"expected {expected_fields} fields (header), found ") + fields.cast(pl.String)
         )
     return reason.otherwise(pl.lit(None, pl.String)).alias("reason")
 

@@ -1,0 +1,176 @@
+"""Bronze: one daily-partitioned asset per domain, rows as delivered plus ingestion metadata.
+
+Each domain's asset also owns its quarantine table (rows that could not be parsed, with file, line
+and reason) and a blocking reconciliation check: records in the files == bronze + quarantined.
+"""
+
+
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from churn_assets.ingest.bronze import (
+    PARTITION_COLUMN,
+    contiguous_runs,
+    empty_bronze,
+    empty_quarantine,
+    ingest_drops,
+)
+from churn_assets.ingest.columns import COLUMNS, PII_COLUMNS
+from churn_assets.ingest.landing import DOMAIN_FORMATS
+from churn_assets.resources.landing import LandingZone
+from churn_assets.resources.store import DateWindow, TableStore
+from churn_assets.settings import DOMAINS
+
+# One Delta commit covers at most this many days, which bounds a backfill run's memory.
+MAX_DAYS_PER_COMMIT = 31
+
+
+def bronze_key(domain: str) -> dg.AssetKey:
+    return dg.AssetKey(["bronze", domain])
+
+
+def quarantine_key(domain: str) -> dg.AssetKey:
+    return dg.AssetKey(["bronze", f"{domain}_quarantine"])
+
+
+def reconciliation_check_key(domain: str) -> dg.AssetCheckKey:
+    return dg.AssetCheckKey(bronze_key(domain), "reconciled_with_landing")
+
+
+def build_bronze_asset(domain: str, partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    fmt = DOMAIN_FORMATS[domain]
+
+    @dg.multi_asset(
+        name=f"bronze_{domain}",
+        specs=[
+            dg.AssetSpec(
+                bronze_key(domain),
+                group_name="bronze",
+                kinds={"polars", "delta", fmt},
+                description=(
+                    f"Raw {domain} records exactly as delivered ({fmt} drops), every column as text, "
+                    "plus _source_file, _row_number, _batch_id, _ingested_at. Partitioned by the "
+                    "day the drop arrived (_drop_date)."
+                ),
+                metadata={"columns": list(COLUMNS[domain]), "partition_column": PARTITION_COLUMN},
+            ),
+            dg.AssetSpec(
+                quarantine_key(domain),
+                group_name="bronze",
+                kinds={"polars", "delta"},
+                description=f"{domain} records that could not be parsed: file, line, reason, raw text.",
+            ),
+        ],
+        check_specs=[
+            dg.AssetCheckSpec(
+                "reconciled_with_landing",
+                asset=bronze_key(domain),
+                blocking=True,
+                description="Records in the landing files == bronze rows + quarantined rows.",
+            )
+        ],
+        partitions_def=partitions_def,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+    )
+    def _bronze(context: dg.AssetExecutionContext, store: TableStore, landing: LandingZone):
+        window = DateWindow.from_time_window(context.partition_time_window)
+        drops, partial = [], []
+        for day in window.days:
+            drop = landing.drop(domain, day)
+            if drop is not None:
+                drops.append(drop)
+            elif landing.has_partial_drop(domain, day):
+                partial.append(day.isoformat())
+        if partial:
+            context.log.warning(f"{domain}: drops without a completion marker skipped: {partial}")
+
+        ingested_at = datetime.now(UTC)
+        table, quarantine_table = f"bronze.{domain}", f"bronze.{domain}_quarantine"
+        totals = {"records": 0, "rows": 0, "quarantined": 0}
+        reasons: dict[str, int] = {}
+        new_columns: set[str] = set()
+        by_day = {drop.day: drop for drop in drops}
+        for start, end in contiguous_runs(list(by_day), MAX_DAYS_PER_COMMIT):
+            run = DateWindow(start, end)
+            batch = ingest_drops(
+                domain, [by_day[d] for d in run.days], ingested_at, landing.path
+            )
+            written = store.replace_window(
+                table, batch.rows, run, PARTITION_COLUMN, allow_new_columns=True
+            )
+            store.replace_window(quarantine_table, batch.quarantine, run, PARTITION_COLUMN)
+            new_columns.update(written.new_columns)
+            totals["records"] += batch.records_in_files
+            for reason, count in batch.quarantine_reasons.items():
+                reasons[reason] = reasons.get(reason, 0) + count
+            context.log.info(
+                f"{domain} {run}: {batch.rows.height} rows, {batch.quarantine.height} quarantined"
+            )
+        if not store.exists(table):
+            # An absent domain still gets an (empty) table, so downstream reads find nothing, not an error.
+            store.replace_window(table, empty_bronze(domain), window, PARTITION_COLUMN)
+        if not store.exists(quarantine_table):
+            store.replace_window(quarantine_table, empty_quarantine(), window, PARTITION_COLUMN)
+
+        # Count what the tables hold now, not what we meant to write: the check covers the store too.
+        days_with_drops = sorted(by_day)
+        for start, end in contiguous_runs(days_with_drops, len(window.days) or 1):
+            run = DateWindow(start, end)
+            totals["rows"] += store.count_rows(table, run, PARTITION_COLUMN)
+            totals["quarantined"] += store.count_rows(quarantine_table, run, PARTITION_COLUMN)
+        reconciled = totals["records"] == totals["rows"] + totals["quarantined"]
+        preview = store.read(table, window, PARTITION_COLUMN).head(5).collect()
+
+        yield dg.MaterializeResult(
+            asset_key=bronze_key(domain),
+            metadata={
+                "dagster/row_count": totals["rows"],
+                "records_in_files": totals["records"],
+                "quarantined_rows": totals["quarantined"],
+                "drops": len(drops),
+                "days_without_drop": len(window.days) - len(drops),
+                "incomplete_drops_skipped": partial,
+                "batches": [d.batch_id for d in drops][:50],
+                "new_columns": sorted(new_columns),
+                "location": dg.MetadataValue.path(store.location(table)),
+                "preview": dg.MetadataValue.md(_markdown(preview.drop("_ingested_at", *PII_COLUMNS, strict=False))),
+            },
+        )
+        yield dg.MaterializeResult(
+            asset_key=quarantine_key(domain),
+            metadata={
+                "dagster/row_count": totals["quarantined"],
+                "reasons": dg.MetadataValue.json(dict(sorted(reasons.items(), key=lambda kv: -kv[1])[:20])),
+                "location": dg.MetadataValue.path(store.location(quarantine_table)),
+            },
+        )
+        yield dg.AssetCheckResult(
+            asset_key=bronze_key(domain),
+            check_name="reconciled_with_landing",
+            passed=reconciled,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={
+                "records_in_files": totals["records"],
+                "bronze_rows": totals["rows"],
+                "quarantined_rows": totals["quarantined"],
+                "difference": totals["records"] - totals["rows"] - totals["quarantined"],
+            },
+        )
+
+    return _bronze
+
+
+def build_bronze_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
+    return [build_bronze_asset(domain, partitions_def) for domain in DOMAINS]
+
+
+def _markdown(frame) -> str:
+    # Metadata is shown to everyone with UI access: PII columns never reach it (dropped above).
+    if frame.height == 0:
+        return "_no rows_"
+    columns = frame.columns[:12]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in frame.select(columns).iter_rows():
+        lines.append("| " + " | ".join("" if v is None else str(v)[:40] for v in row) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,92 @@
+"""Jobs, sensors and schedules: what makes the graph run by itself."""
+
+
+import json
+from collections import defaultdict
+from datetime import date
+
+import dagster as dg
+
+from churn_assets.assets.bronze import bronze_key, quarantine_key
+from churn_assets.ingest.landing import Drop
+from churn_assets.resources.landing import LandingZone
+
+DAILY_JOB = "churn_daily"
+# A first tick over a long history would otherwise queue hundreds of runs at once.
+MAX_RUNS_PER_TICK = 25
+
+
+def build_daily_job():
+    return dg.define_asset_job(
+        DAILY_JOB,
+        selection=dg.AssetSelection.all(),
+        description="Everything in the graph for a day or a range of days (what `churn-assets run` runs).",
+    )
+
+
+def plan_landing_runs(
+    drops: list[Drop],
+    cursor: dict[str, str],
+    partitions_def: dg.PartitionsDefinition,
+    max_runs: int = MAX_RUNS_PER_TICK,
+) -> tuple[list[dg.RunRequest], dict[str, str], list[str]]:
+    """New or changed complete drops → one bronze run per day, and the cursor after them.
+
+    The cursor maps ``<domain>/<day>`` to the fingerprint of the marker last requested, so a drop
+    is requested exactly once and a re-drop (new fingerprint) again. Returns the requests, the new
+    cursor, and days that are not valid partitions (before the configured start, or in the future).
+    """
+    pending: dict[date, list[Drop]] = defaultdict(list)
+    for drop in drops:
+        if cursor.get(_cursor_key(drop)) != drop.fingerprint:
+            pending[drop.day].append(drop)
+    cursor = dict(cursor)
+    requests, invalid = [], []
+    for day in sorted(pending):
+        if not partitions_def.has_partition_key(day.isoformat()):
+            invalid.append(day.isoformat())
+            continue
+        if len(requests) >= max_runs:
+            break
+        day_drops = sorted(pending[day], key=lambda d: d.domain)
+        requests.append(
+            dg.RunRequest(
+                run_key=f"{day}:" + ",".join(f"{d.domain}={d.fingerprint}" for d in day_drops),
+                partition_key=day.isoformat(),
+                asset_selection=[
+                    key for d in day_drops for key in (bronze_key(d.domain), quarantine_key(d.domain))
+                ],
+                tags={"churn/batches": ",".join(d.batch_id for d in day_drops)[:200]},
+            )
+        )
+        cursor.update({_cursor_key(d): d.fingerprint for d in day_drops})
+    return requests, cursor, invalid
+
+
+def build_landing_sensor(
+    partitions_def: dg.PartitionsDefinition, bronze_assets: list[dg.AssetsDefinition]
+) -> dg.SensorDefinition:
+    @dg.sensor(
+        name="landing_sensor",
+        description="Requests bronze runs for complete new or re-dropped landing drops, once each.",
+        target=bronze_assets,
+        minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )
+    def landing_sensor(context: dg.SensorEvaluationContext, landing: LandingZone):
+        cursor = json.loads(context.cursor) if context.cursor else {}
+        requests, new_cursor, invalid = plan_landing_runs(landing.drops(), cursor, partitions_def)
+        if invalid:
+            context.log.warning(
+                f"{len(invalid)} drop day(s) are outside the daily partitions and wait: "
+                f"{invalid[:5]}… Set [partitions] start in $CHURN_HOME/settings.toml to include them."
+            )
+        if not requests:
+            return dg.SkipReason("no new or changed complete drops")
+        return dg.SensorResult(run_requests=requests, cursor=json.dumps(new_cursor, sort_keys=True))
+
+    return landing_sensor
+
+
+def _cursor_key(drop: Drop) -> str:
+    return f"{drop.domain}/{drop.day.isoformat()}"

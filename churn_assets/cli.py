@@ -1,0 +1,175 @@
+"""``churn-assets``: simulate a business, import your own exports, run the graph."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import date
+from pathlib import Path
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-01-31") from exc
+
+
+def _rate(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not a rate between 0 and 1")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="churn-assets",
+        description="Churn retention as a Dagster asset graph. Data lives under $CHURN_HOME "
+        "(default ./data).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sim = sub.add_parser("simulate", help="write a simulated business's daily drops to the landing zone")
+    sim.add_argument("--customers", type=int, default=3000, help="customers over the history (default 3000)")
+    sim.add_argument("--days", type=int, default=120, help="days to simulate (default 120)")
+    sim.add_argument("--start", type=_day, default=date(2026, 1, 1), help="first day (default 2026-01-01)")
+    sim.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+    sim.add_argument("--clean", action="store_true", help="no dirt at all (overrides the rates)")
+    for knob, text in [
+        ("duplicate-rate", "exact duplicate records"),
+        ("late-rate", "records delivered 1-3 days late"),
+        ("malformed-rate", "unparseable or badly typed records"),
+        ("null-rate", "missing values"),
+        ("mixed-tz-rate", "timestamps with a non-UTC offset"),
+        ("redrop-rate", "days re-dropped later with corrected content"),
+    ]:
+        sim.add_argument(f"--{knob}", type=_rate, help=f"share of {text}")
+    sim.add_argument(
+        "--new-column-day", type=float, help="fraction of the history at which new columns appear"
+    )
+
+    imp = sub.add_parser("import", help="turn your own export into daily landing drops")
+    imp.add_argument("domain", choices=["transactions", "customers"])
+    imp.add_argument("file", type=Path)
+    imp.add_argument(
+        "--map",
+        required=True,
+        dest="mapping",
+        help="target=SOURCE pairs, e.g. customer_id=CustomerID,timestamp=InvoiceDate,"
+        "amount=Quantity*UnitPrice",
+    )
+    imp.add_argument("--timezone", default="UTC", help="time zone of naive timestamps (default UTC)")
+    imp.add_argument("--timestamp-format", help="strftime format of the timestamps, e.g. %%m/%%d/%%Y %%H:%%M")
+    imp.add_argument(
+        "--as-of", type=_day,
+        help="customers only: land every customer in one drop on this day (default: each on "
+        "their signup day, or today when signup_at is not mapped)",
+    )
+
+    run = sub.add_parser("run", help="materialize the whole asset graph for a range of days")
+    run.add_argument("--from", dest="first", type=_day, help="first day (default: first drop)")
+    run.add_argument("--through", dest="last", type=_day, help="last day (default: last drop)")
+    run.add_argument("--days-per-run", type=int, default=31, help="days per Dagster run (default 31)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return {"simulate": _simulate, "import": _import, "run": _run}[args.command](args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, LookupError, RuntimeError, OSError) as exc:
+        print(f"churn-assets {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from churn_assets.settings import Paths
+    from churn_assets.simulator import DirtConfig, SimConfig, simulate
+
+    if args.clean:
+        dirt = DirtConfig.clean()
+    else:
+        knobs = {
+            name: getattr(args, name)
+            for name in (
+                "duplicate_rate", "late_rate", "malformed_rate", "null_rate",
+                "mixed_tz_rate", "redrop_rate", "new_column_day",
+            )
+            if getattr(args, name) is not None
+        }
+        dirt = DirtConfig(**knobs)
+    config = SimConfig(
+        customers=args.customers, days=args.days, start=args.start, seed=args.seed, dirt=dirt
+    )
+    paths = Paths.from_env()
+    print(f"simulating {config.customers} customers over {config.days} days from {config.start} "
+          f"(seed {config.seed}) into {paths.landing}")
+    summary = simulate(paths, config, progress=_progress("simulate"))
+    print(summary)
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from churn_assets.ingest.importer import import_customers, import_transactions, parse_mapping
+    from churn_assets.settings import Paths
+
+    domain = "payments" if args.domain == "transactions" else "customers"
+    mapping = parse_mapping(args.mapping, domain)
+    options = {"timezone": args.timezone, "timestamp_format": args.timestamp_format}
+    if args.domain == "transactions":
+        if args.as_of:
+            raise ValueError("--as-of applies to `import customers` only")
+        report = import_transactions(args.file, mapping, Paths.from_env(), **options)
+    else:
+        report = import_customers(args.file, mapping, Paths.from_env(), as_of=args.as_of, **options)
+    print(report)
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from churn_assets.definitions import build_definitions, daily_partitions
+    from churn_assets.runner import landing_range, persistent_instance, run_range
+    from churn_assets.settings import Paths, load_settings
+
+    paths = Paths.from_env()
+    settings = load_settings(paths)
+    if args.first is None or args.last is None:
+        first, last = landing_range(paths)
+        first, last = args.first or first, args.last or last
+    else:
+        first, last = args.first, args.last
+    defs = build_definitions(paths, settings)
+    print(f"running the asset graph for {first} .. {last} on {paths.home}")
+
+    def report(index: int, total: int, chunk) -> None:
+        rows = ", ".join(f"{k} {v:,}" for k, v in sorted(chunk.rows.items()) if "quarantine" not in k)
+        quarantined = sum(v for k, v in chunk.rows.items() if "quarantine" in k)
+        print(f"[{index}/{total}] {chunk.start} .. {chunk.end}  {chunk.seconds:5.1f}s  {rows}"
+              f"  (quarantined {quarantined:,})", flush=True)
+        for check in chunk.failed_checks:
+            print(f"    failed check: {check}", flush=True)
+
+    with persistent_instance() as instance:
+        run_range(
+            defs, daily_partitions(settings), first, last, instance,
+            days_per_run=args.days_per_run, on_chunk=report,
+        )
+    print(f"\ntables are under {paths.lake} (Delta; open with polars.scan_delta or deltalake)")
+    print("see the runs, assets and checks in the UI: make ui  (http://127.0.0.1:3000)")
+    return 0
+
+
+def _progress(label: str):
+    def report(done: int, total: int) -> None:
+        if done == total or done % max(1, total // 20) == 0:
+            print(f"  {label}: {done}/{total} days", flush=True)
+
+    return report
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""The code location: assets, checks, jobs, sensors and resources for ``CHURN_ENV``."""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from churn_assets.assets.bronze import build_bronze_assets
+from churn_assets.automation import build_daily_job, build_landing_sensor
+from churn_assets.resources import build_resources
+from churn_assets.settings import Paths, Settings, load_settings
+
+
+def daily_partitions(settings: Settings) -> dg.DailyPartitionsDefinition:
+    # end_offset=1: today's drop can be ingested as soon as its marker lands.
+    return dg.DailyPartitionsDefinition(
+        start_date=settings.partitions.start.isoformat(), timezone="UTC", end_offset=1
+    )
+
+
+def build_definitions(
+    paths: Paths | None = None, settings: Settings | None = None, env: str | None = None
+) -> dg.Definitions:
+    paths = paths or Paths.from_env()
+    settings = settings or load_settings(paths)
+    env = env or os.environ.get("CHURN_ENV") or "local"
+    partitions_def = daily_partitions(settings)
+    bronze = build_bronze_assets(partitions_def)
+    return dg.Definitions(
+        assets=[*bronze],
+        jobs=[build_daily_job()],
+        sensors=[build_landing_sensor(partitions_def, bronze)],
+        resources=build_resources(env, paths),
+    )

@@ -1,0 +1,114 @@
+"""Turn complete landing drops into bronze rows and quarantined rows (pure: files in, frames out).
+
+Bronze keeps every record as delivered — all data columns as text — and adds where it came from.
+A record that cannot be parsed goes to quarantine with its file, line and reason, so that
+``records in files == bronze rows + quarantined rows`` holds for every batch.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+import polars as pl
+
+from churn_assets.ingest.columns import COLUMNS
+from churn_assets.ingest.landing import Drop
+from churn_assets.ingest.readers import read_landing_file
+
+PARTITION_COLUMN = "_drop_date"
+METADATA_SCHEMA: dict[str, pl.DataType] = {
+    "_source_file": pl.String(),
+    "_row_number": pl.Int64(),
+    "_batch_id": pl.String(),
+    "_ingested_at": pl.Datetime("us", "UTC"),
+    PARTITION_COLUMN: pl.Date(),
+}
+QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
+    "_source_file": pl.String(),
+    "_row_number": pl.Int64(),
+    "reason": pl.String(),
+    "raw": pl.String(),
+    "_batch_id": pl.String(),
+    "_ingested_at": pl.Datetime("us", "UTC"),
+    PARTITION_COLUMN: pl.Date(),
+}
+
+
+@dataclass
+class BronzeBatch:
+    rows: pl.DataFrame
+    quarantine: pl.DataFrame
+    records_in_files: int = 0
+    files: list[str] = field(default_factory=list)
+    batches: list[str] = field(default_factory=list)
+    quarantine_reasons: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def reconciled(self) -> bool:
+        return self.records_in_files == self.rows.height + self.quarantine.height
+
+
+def empty_bronze(domain: str) -> pl.DataFrame:
+    """The shape of a domain's bronze table before any drop arrived (absent domains stay empty)."""
+    schema = {name: pl.String() for name in COLUMNS[domain]} | METADATA_SCHEMA
+    return pl.DataFrame(schema=schema)
+
+
+def empty_quarantine() -> pl.DataFrame:
+    return pl.DataFrame(schema=QUARANTINE_SCHEMA)
+
+
+def ingest_drops(domain: str, drops: list[Drop], ingested_at: datetime, landing_root=None) -> BronzeBatch:
+    """Parse every file of ``drops`` into one bronze batch for ``domain``."""
+    row_parts = [empty_bronze(domain)]
+    quarantine_parts = [empty_quarantine()]
+    batch = BronzeBatch(rows=row_parts[0], quarantine=quarantine_parts[0])
+    for drop in drops:
+        if drop.domain != domain:
+            raise ValueError(f"drop {drop.path} belongs to {drop.domain!r}, not {domain!r}")
+        batch.batches.append(drop.batch_id)
+        for path in drop.file_paths():
+            source = _display_path(path, landing_root)
+            parsed = read_landing_file(path)
+            stamp = {
+                "_source_file": pl.lit(source, pl.String()),
+                "_batch_id": pl.lit(drop.batch_id, pl.String()),
+                "_ingested_at": pl.lit(ingested_at, pl.Datetime("us", "UTC")),
+                PARTITION_COLUMN: pl.lit(drop.day, pl.Date()),
+            }
+            row_parts.append(parsed.rows.with_columns(**stamp))
+            quarantine_parts.append(parsed.quarantine.with_columns(**stamp))
+            batch.records_in_files += parsed.records_in_file
+            batch.files.append(source)
+            batch.quarantine_reasons.update(parsed.quarantine["reason"].to_list())
+    batch.rows = pl.concat(row_parts, how="diagonal_relaxed")
+    batch.quarantine = pl.concat(quarantine_parts, how="diagonal_relaxed").select(
+        list(QUARANTINE_SCHEMA)
+    )
+    return batch
+
+
+def contiguous_runs(days: list[date], max_days: int) -> list[tuple[date, date]]:
+    """Group days into half-open ``[start, end)`` runs of consecutive days, at most ``max_days`` long.
+
+    Bronze replaces only days that have a drop, so a day whose landing files were cleaned up
+    never wipes what was ingested before; grouping keeps that to one commit per run of days.
+    """
+    runs: list[tuple[date, date]] = []
+    for day in sorted(set(days)):
+        if runs and runs[-1][1] == day and (day - runs[-1][0]).days < max_days:
+            runs[-1] = (runs[-1][0], day + timedelta(days=1))
+        else:
+            runs.append((day, day + timedelta(days=1)))
+    return runs
+
+
+def _display_path(path, landing_root) -> str:
+    if landing_root is None:
+        return str(path)
+    try:
+        return str(path.relative_to(landing_root))
+    except ValueError:
+        return str(path)

@@ -1,0 +1,22 @@
+"""The one place that names the engine: resources per environment (``CHURN_ENV``)."""
+
+from __future__ import annotations
+
+from churn_assets.resources.delta import DeltaTableStore
+from churn_assets.resources.landing import LandingZone
+from churn_assets.settings import Paths
+
+ENVIRONMENTS = ("local",)
+
+
+def build_resources(env: str, paths: Paths) -> dict[str, object]:
+    """Resources for an environment. Assets only ever see the ``TableStore`` interface."""
+    if env == "local":
+        return {
+            "store": DeltaTableStore(root=str(paths.lake)),
+            "landing": LandingZone(root=str(paths.landing)),
+        }
+    raise ValueError(
+        f"CHURN_ENV={env!r} is not a known environment; this version supports: "
+        f"{', '.join(ENVIRONMENTS)} (Spark and Databricks come with the engine-swap issue)."
+    )

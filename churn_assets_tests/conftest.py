@@ -1,0 +1,60 @@
+"""Tiny simulated worlds in temporary directories, and helpers to run real Dagster materializations."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from churn_assets.definitions import build_definitions
+from churn_assets.runner import RANGE_END_TAG, RANGE_START_TAG
+from churn_assets.settings import Paths
+
+WORLD_START = date(2026, 1, 1)
+WORLD_DAYS = 12
+
+
+@pytest.fixture(scope="session")
+def dirty_world_template(tmp_path_factory) -> Path:
+    """A small, deliberately dirty world, simulated once per session; tests copy it."""
+    from churn_assets.simulator import DirtConfig, SimConfig, simulate
+
+    home = tmp_path_factory.mktemp("dirty_world")
+    dirt = DirtConfig(
+        duplicate_rate=0.03, late_rate=0.05, malformed_rate=0.02, null_rate=0.02,
+        mixed_tz_rate=0.5, redrop_rate=0.1, new_column_day=0.5,
+    )
+    simulate(
+        Paths(home),
+        SimConfig(customers=200, days=WORLD_DAYS, start=WORLD_START, seed=11, dirt=dirt),
+    )
+    return home
+
+
+@pytest.fixture
+def dirty_world(dirty_world_template, tmp_path) -> Paths:
+    home = tmp_path / "home"
+    shutil.copytree(dirty_world_template, home)
+    return Paths(home)
+
+
+@pytest.fixture
+def instance():
+    # One Dagster instance per test: SQLite storage is not shared between tests.
+    with dg.instance_for_test() as instance:
+        yield instance
+
+
+def materialize_range(paths: Paths, first: date, last: date, instance, selection=None):
+    """Run the real ``churn_daily`` job over ``[first, last]`` as one single-run backfill."""
+    defs = build_definitions(paths)
+    job = defs.resolve_job_def("churn_daily")
+    return job.execute_in_process(
+        instance=instance,
+        tags={RANGE_START_TAG: first.isoformat(), RANGE_END_TAG: last.isoformat()},
+        asset_selection=selection,
+        raise_on_error=False,
+    )

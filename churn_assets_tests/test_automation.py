@@ -1,0 +1,123 @@
+"""The landing sensor: exactly once per drop, again on a re-drop, never on a partial drop, and a
+cursor that survives a restart."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import dagster as dg
+import pytest
+
+from churn_assets.definitions import build_definitions
+from churn_assets.ingest.landing import MARKER, drop_dir, write_drop
+from churn_assets.resources.landing import LandingZone
+from churn_assets.settings import Paths
+
+DAY1, DAY2, DAY3 = date(2026, 3, 1), date(2026, 3, 2), date(2026, 3, 3)
+CSV = b"transaction_id,customer_id,amount,created_at\nt1,c1,10.0,2026-03-01T10:00:00Z\n"
+
+
+@pytest.fixture
+def paths(tmp_path) -> Paths:
+    return Paths(tmp_path / "home")
+
+
+def tick(paths: Paths, instance, cursor: str | None):
+    """Evaluate the real sensor once, as the daemon would, and return (requests, cursor)."""
+    defs = build_definitions(paths)
+    sensor = defs.resolve_sensor_def("landing_sensor")
+    with dg.build_sensor_context(
+        instance=instance,
+        cursor=cursor,
+        definitions=defs,
+        resources={"landing": LandingZone(root=str(paths.landing))},
+    ) as context:
+        data = sensor.evaluate_tick(context)
+    return data.run_requests or [], data.cursor or cursor
+
+
+def keys(requests) -> list[tuple[str, list[str]]]:
+    return [
+        (r.partition_key, sorted(k.to_user_string() for k in r.asset_selection)) for r in requests
+    ]
+
+
+def test_each_complete_drop_is_requested_exactly_once(paths, instance):
+    write_drop(paths.landing, "payments", DAY1, {"payments.csv": CSV})
+    write_drop(paths.landing, "events", DAY1, {"events.jsonl": b'{"event_id": "e1"}\n'})
+    write_drop(paths.landing, "payments", DAY2, {"payments.csv": CSV})
+
+    requests, cursor = tick(paths, instance, None)
+    assert keys(requests) == [
+        ("2026-03-01", ["bronze/events", "bronze/events_quarantine", "bronze/payments",
+                        "bronze/payments_quarantine"]),
+        ("2026-03-02", ["bronze/payments", "bronze/payments_quarantine"]),
+    ]
+    assert len({r.run_key for r in requests}) == 2
+
+    again, cursor_after = tick(paths, instance, cursor)
+    assert again == []
+    assert json.loads(cursor_after) == json.loads(cursor)
+
+
+def test_rewriting_identical_content_is_not_a_redrop(paths, instance):
+    write_drop(paths.landing, "payments", DAY1, {"payments.csv": CSV})
+    _, cursor = tick(paths, instance, None)
+    write_drop(paths.landing, "payments", DAY1, {"payments.csv": CSV})
+    assert tick(paths, instance, cursor)[0] == []
+
+
+def test_redrop_with_changed_content_is_requested_again(paths, instance):
+    write_drop(paths.landing, "payments", DAY1, {"payments.csv": CSV})
+    write_drop(paths.landing, "events", DAY1, {"events.jsonl": b'{"event_id": "e1"}\n'})
+    first, cursor = tick(paths, instance, None)
+
+    corrected = CSV + b"t2,c2,5.0,2026-03-01T11:00:00Z\n"
+    redrop = write_drop(paths.landing, "payments", DAY1, {"payments.csv": corrected})
+    assert redrop.revision == 2
+
+    requests, _ = tick(paths, instance, cursor)
+    assert keys(requests) == [("2026-03-01", ["bronze/payments", "bronze/payments_quarantine"])]
+    assert requests[0].run_key != first[0].run_key
+    assert redrop.batch_id in requests[0].tags["churn/batches"]
+
+
+def test_partial_drop_waits_for_its_marker(paths, instance):
+    folder = drop_dir(paths.landing, "payments", DAY3)
+    folder.mkdir(parents=True)
+    (folder / "payments.csv").write_bytes(CSV)  # still being written: no marker yet
+
+    requests, cursor = tick(paths, instance, None)
+    assert requests == []
+
+    write_drop(paths.landing, "payments", DAY3, {"payments.csv": CSV})
+    assert (folder / MARKER).exists()
+    requests, _ = tick(paths, instance, cursor)
+    assert keys(requests) == [("2026-03-03", ["bronze/payments", "bronze/payments_quarantine"])]
+
+
+def test_cursor_survives_a_restart(paths, instance):
+    """A restarted daemon only has the stored cursor: it must not request anything twice."""
+    write_drop(paths.landing, "payments", DAY1, {"payments.csv": CSV})
+    _, cursor = tick(paths, instance, None)
+    stored = str(cursor)  # what the instance persists between ticks
+
+    with dg.instance_for_test() as restarted:
+        write_drop(paths.landing, "payments", DAY2, {"payments.csv": CSV})
+        requests, _ = tick(paths, restarted, stored)
+    assert keys(requests) == [("2026-03-02", ["bronze/payments", "bronze/payments_quarantine"])]
+
+
+def test_days_outside_the_partitions_are_not_requested(paths, instance):
+    write_drop(paths.landing, "payments", date(2020, 1, 1), {"payments.csv": CSV})
+    write_drop(paths.landing, "payments", DAY1, {"payments.csv": CSV})
+    requests, cursor = tick(paths, instance, None)
+    assert [r.partition_key for r in requests] == ["2026-03-01"]
+    # The early day is not marked as seen: once the partitions start earlier, it is ingested.
+    assert "payments/2020-01-01" not in json.loads(cursor)
+
+
+def test_sensor_runs_by_default_and_targets_bronze(paths):
+    sensor = build_definitions(paths).resolve_sensor_def("landing_sensor")
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
