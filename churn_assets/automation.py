@@ -3,13 +3,17 @@
 
 import json
 from collections import defaultdict
-from datetime import date
+from collections.abc import Callable
+from datetime import date, timedelta
 
 import dagster as dg
+import narwhals as nw
 
 from churn_assets.assets.bronze import bronze_key, quarantine_key
+from churn_assets.ingest.bronze import PARTITION_COLUMN
 from churn_assets.ingest.landing import Drop
 from churn_assets.resources.landing import LandingZone
+from churn_assets.resources.store import DateWindow, TableStore
 
 DAILY_JOB = "churn_daily"
 # A first tick over a long history would otherwise queue hundreds of runs at once.
@@ -28,19 +32,26 @@ def plan_landing_runs(
     drops: list[Drop],
     cursor: dict[str, str],
     partitions_def: dg.PartitionsDefinition,
+    ingested: Callable[[list[Drop]], set[str]] = lambda drops: set(),
     max_runs: int = MAX_RUNS_PER_TICK,
 ) -> tuple[list[dg.RunRequest], dict[str, str], list[str]]:
     """New or changed complete drops → one bronze run per day, and the cursor after them.
 
     The cursor maps ``<domain>/<day>`` to the fingerprint of the marker last requested, so a drop
-    is requested exactly once and a re-drop (new fingerprint) again. Returns the requests, the new
-    cursor, and days that are not valid partitions (before the configured start, or in the future).
+    is requested exactly once and a re-drop (new fingerprint) again. ``ingested`` names the batch
+    ids among candidate drops that bronze already holds (e.g. from `churn-assets run`): those are
+    marked seen without a run. Returns the requests, the new cursor, and days that are not valid
+    partitions (before the configured start, or in the future).
     """
-    pending: dict[date, list[Drop]] = defaultdict(list)
-    for drop in drops:
-        if cursor.get(_cursor_key(drop)) != drop.fingerprint:
-            pending[drop.day].append(drop)
+    candidates = [d for d in drops if cursor.get(_cursor_key(d)) != d.fingerprint]
     cursor = dict(cursor)
+    done = ingested(candidates) if candidates else set()
+    pending: dict[date, list[Drop]] = defaultdict(list)
+    for drop in candidates:
+        if drop.batch_id in done:
+            cursor[_cursor_key(drop)] = drop.fingerprint
+        else:
+            pending[drop.day].append(drop)
     requests, invalid = [], []
     for day in sorted(pending):
         if not partitions_def.has_partition_key(day.isoformat()):
@@ -73,19 +84,39 @@ def build_landing_sensor(
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING,
     )
-    def landing_sensor(context: dg.SensorEvaluationContext, landing: LandingZone):
+    def landing_sensor(
+        context: dg.SensorEvaluationContext, landing: LandingZone, store: TableStore
+    ):
         cursor = json.loads(context.cursor) if context.cursor else {}
-        requests, new_cursor, invalid = plan_landing_runs(landing.drops(), cursor, partitions_def)
+        requests, new_cursor, invalid = plan_landing_runs(
+            landing.drops(), cursor, partitions_def, lambda drops: ingested_batches(store, drops)
+        )
         if invalid:
             context.log.warning(
                 f"{len(invalid)} drop day(s) are outside the daily partitions and wait: "
                 f"{invalid[:5]}… Set [partitions] start in $CHURN_HOME/settings.toml to include them."
             )
-        if not requests:
-            return dg.SkipReason("no new or changed complete drops")
-        return dg.SensorResult(run_requests=requests, cursor=json.dumps(new_cursor, sort_keys=True))
+        return dg.SensorResult(
+            run_requests=requests,
+            cursor=json.dumps(new_cursor, sort_keys=True),
+            skip_reason=None if requests else "no new or changed complete drops",
+        )
 
     return landing_sensor
+
+
+def ingested_batches(store: TableStore, drops: list[Drop]) -> set[str]:
+    """Batch ids of ``drops`` that their bronze tables already hold."""
+    found: set[str] = set()
+    for domain in {d.domain for d in drops}:
+        table = f"bronze.{domain}"
+        if not store.exists(table):
+            continue
+        days = [d.day for d in drops if d.domain == domain]
+        window = DateWindow(min(days), max(days) + timedelta(days=1))
+        batches = nw.from_native(store.read(table, window, PARTITION_COLUMN, columns=["_batch_id"]))
+        found.update(batches.unique().lazy().collect()["_batch_id"].to_list())
+    return found
 
 
 def _cursor_key(drop: Drop) -> str:

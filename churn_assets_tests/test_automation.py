@@ -11,8 +11,10 @@ import pytest
 
 from churn_assets.definitions import build_definitions
 from churn_assets.ingest.landing import MARKER, drop_dir, write_drop
+from churn_assets.resources.delta import DeltaTableStore
 from churn_assets.resources.landing import LandingZone
 from churn_assets.settings import Paths
+from churn_assets_tests.conftest import materialize_range
 
 DAY1, DAY2, DAY3 = date(2026, 3, 1), date(2026, 3, 2), date(2026, 3, 3)
 CSV = b"transaction_id,customer_id,amount,created_at\nt1,c1,10.0,2026-03-01T10:00:00Z\n"
@@ -31,7 +33,10 @@ def tick(paths: Paths, instance, cursor: str | None):
         instance=instance,
         cursor=cursor,
         definitions=defs,
-        resources={"landing": LandingZone(root=str(paths.landing))},
+        resources={
+            "landing": LandingZone(root=str(paths.landing)),
+            "store": DeltaTableStore(root=str(paths.lake)),
+        },
     ) as context:
         data = sensor.evaluate_tick(context)
     return data.run_requests or [], data.cursor or cursor
@@ -116,6 +121,21 @@ def test_days_outside_the_partitions_are_not_requested(paths, instance):
     assert [r.partition_key for r in requests] == ["2026-03-01"]
     # The early day is not marked as seen: once the partitions start earlier, it is ingested.
     assert "payments/2020-01-01" not in json.loads(cursor)
+
+
+def test_drops_already_in_bronze_are_not_requested_again(paths, instance):
+    """After `churn-assets run` ingested history, starting the UI must not ingest it all again."""
+    write_drop(paths.landing, "payments", DAY1, {"payments.csv": CSV})
+    write_drop(paths.landing, "payments", DAY2, {"payments.csv": CSV})
+    assert materialize_range(paths, DAY1, DAY1, instance).success
+
+    requests, cursor = tick(paths, instance, None)
+    assert keys(requests) == [("2026-03-02", ["bronze/payments", "bronze/payments_quarantine"])]
+    assert "payments/2026-03-01" in json.loads(cursor)
+
+    write_drop(paths.landing, "payments", DAY1, {"payments.csv": CSV + b"t9,c9,1.0,2026-03-01T12:00:00Z\n"})
+    requests, _ = tick(paths, instance, cursor)
+    assert keys(requests) == [("2026-03-01", ["bronze/payments", "bronze/payments_quarantine"])]
 
 
 def test_sensor_runs_by_default_and_targets_bronze(paths):
