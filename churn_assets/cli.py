@@ -48,6 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument(
         "--new-column-day", type=float, help="fraction of the history at which new columns appear"
     )
+    sim.add_argument(
+        "--domains", help="comma-separated domains to write (default: all five)",
+    )
+    sim.add_argument(
+        "--force", action="store_true",
+        help="simulate again even if this data root already holds the same world",
+    )
 
     imp = sub.add_parser("import", help="turn your own export into daily landing drops")
     imp.add_argument("domain", choices=["transactions", "customers"])
@@ -87,7 +94,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from churn_assets.settings import Paths
+    import json
+    from dataclasses import asdict
+
+    from churn_assets.settings import DOMAINS, Paths
     from churn_assets.simulator import DirtConfig, SimConfig, simulate
 
     if args.clean:
@@ -102,14 +112,30 @@ def _simulate(args: argparse.Namespace) -> int:
             if getattr(args, name) is not None
         }
         dirt = DirtConfig(**knobs)
+    domains = tuple(d.strip() for d in args.domains.split(",")) if args.domains else DOMAINS
     config = SimConfig(
-        customers=args.customers, days=args.days, start=args.start, seed=args.seed, dirt=dirt
+        customers=args.customers, days=args.days, start=args.start, seed=args.seed, dirt=dirt,
+        domains=domains,
     )
     paths = Paths.from_env()
-    print(f"simulating {config.customers} customers over {config.days} days from {config.start} "
+    # Re-simulating the same world would re-drop its re-dropped days (new batch ids) for nothing.
+    stamp = paths.truth / "simulated_with.json"
+    wanted = json.dumps(asdict(config), default=str, sort_keys=True)
+    if not args.force and stamp.exists() and stamp.read_text() == wanted:
+        print(f"{paths.landing} already holds this simulated world; nothing to do "
+              "(--force simulates it again)")
+        return 0
+    print(f"simulating {config.customers:,} customers over {config.days} days from {config.start} "
           f"(seed {config.seed}) into {paths.landing}")
     summary = simulate(paths, config, progress=_progress("simulate"))
-    print(summary)
+    stamp.write_text(wanted)
+    rows = ", ".join(f"{d} {n:,}" for d, n in summary.rows.items() if d in domains)
+    dirt_made = ", ".join(f"{k} {v:,}" for k, v in summary.dirt_totals().items() if v)
+    print(f"wrote {rows} rows in {summary.seconds:.1f}s")
+    print(f"churned {summary.churned:,} of {summary.customers:,} customers "
+          f"({summary.churned_explicit:,} cancelled explicitly)")
+    print(f"dirt injected: {dirt_made or 'none'}")
+    print(f"ground truth (never read by the pipeline): {paths.truth}")
     return 0
 
 

@@ -11,7 +11,7 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from churn_assets.ingest.bronze import PARTITION_COLUMN
+from churn_assets.ingest.bronze import PARTITION_COLUMN, contiguous_runs
 from churn_assets.ingest.columns import LATE_COLUMNS
 from churn_assets.ingest.landing import list_drops, write_drop
 from churn_assets.settings import DOMAINS, Paths
@@ -164,3 +164,19 @@ def test_partial_drop_is_not_ingested(tmp_path, instance):
     result = materialize_range(paths, day, day, instance)
     assert result.success
     assert table(paths, "bronze.payments").height == 0
+
+
+def test_commit_runs_are_consecutive_days_bounded_by_count_and_size():
+    days = [date(2026, 1, d) for d in (1, 2, 3, 5, 6, 7, 8)]
+    assert contiguous_runs(days, max_days=3) == [
+        (date(2026, 1, 1), date(2026, 1, 4)),
+        (date(2026, 1, 5), date(2026, 1, 8)),
+        (date(2026, 1, 8), date(2026, 1, 9)),
+    ]
+    size = dict.fromkeys(days, 10) | {date(2026, 1, 2): 100}
+    assert contiguous_runs(days, max_days=31, size=size, max_size=50) == [
+        (date(2026, 1, 1), date(2026, 1, 2)),
+        (date(2026, 1, 2), date(2026, 1, 3)),  # a day bigger than the bound still gets a run
+        (date(2026, 1, 3), date(2026, 1, 4)),
+        (date(2026, 1, 5), date(2026, 1, 9)),
+    ]

@@ -12,6 +12,7 @@ import dagster as dg
 from churn_assets.ingest.bronze import (
     PARTITION_COLUMN,
     contiguous_runs,
+    drop_bytes,
     empty_bronze,
     empty_quarantine,
     ingest_drops,
@@ -22,8 +23,10 @@ from churn_assets.resources.landing import LandingZone
 from churn_assets.resources.store import DateWindow, TableStore
 from churn_assets.settings import DOMAINS
 
-# One Delta commit covers at most this many days, which bounds a backfill run's memory.
+# One Delta commit covers at most this many days and this many bytes of landing files, which
+# bounds a backfill run's memory (parsed text takes a few times its file size).
 MAX_DAYS_PER_COMMIT = 31
+MAX_BYTES_PER_COMMIT = 512 * 1024**2
 
 
 def bronze_key(domain: str) -> dg.AssetKey:
@@ -91,7 +94,10 @@ def build_bronze_asset(domain: str, partitions_def: dg.PartitionsDefinition) -> 
         reasons: dict[str, int] = {}
         new_columns: set[str] = set()
         by_day = {drop.day: drop for drop in drops}
-        for start, end in contiguous_runs(list(by_day), MAX_DAYS_PER_COMMIT):
+        sizes = {day: drop_bytes(drop) for day, drop in by_day.items()}
+        for start, end in contiguous_runs(
+            list(by_day), MAX_DAYS_PER_COMMIT, sizes, MAX_BYTES_PER_COMMIT
+        ):
             run = DateWindow(start, end)
             batch = ingest_drops(
                 domain, [by_day[d] for d in run.days], ingested_at, landing.path

@@ -90,19 +90,35 @@ def ingest_drops(domain: str, drops: list[Drop], ingested_at: datetime, landing_
     return batch
 
 
-def contiguous_runs(days: list[date], max_days: int) -> list[tuple[date, date]]:
-    """Group days into half-open ``[start, end)`` runs of consecutive days, at most ``max_days`` long.
+def contiguous_runs(
+    days: list[date],
+    max_days: int,
+    size: dict[date, int] | None = None,
+    max_size: int | None = None,
+) -> list[tuple[date, date]]:
+    """Group days into half-open ``[start, end)`` runs of consecutive days.
 
-    Bronze replaces only days that have a drop, so a day whose landing files were cleaned up
-    never wipes what was ingested before; grouping keeps that to one commit per run of days.
+    A run holds at most ``max_days`` days and, when ``size`` is given, at most ``max_size`` in
+    total (a single bigger day still gets its own run). Bronze replaces only days that have a
+    drop, so a day whose landing files were cleaned up never wipes what was ingested before;
+    grouping keeps that to one commit per run, and the size bound keeps a run's memory bounded.
     """
     runs: list[tuple[date, date]] = []
+    total = 0
     for day in sorted(set(days)):
-        if runs and runs[-1][1] == day and (day - runs[-1][0]).days < max_days:
+        weight = size.get(day, 0) if size else 0
+        extends = runs and runs[-1][1] == day and (day - runs[-1][0]).days < max_days
+        if extends and (max_size is None or total + weight <= max_size):
             runs[-1] = (runs[-1][0], day + timedelta(days=1))
+            total += weight
         else:
             runs.append((day, day + timedelta(days=1)))
+            total = weight
     return runs
+
+
+def drop_bytes(drop: Drop) -> int:
+    return sum(path.stat().st_size for path in drop.file_paths())
 
 
 def _display_path(path, landing_root) -> str:

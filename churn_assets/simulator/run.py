@@ -1,0 +1,266 @@
+"""Run the simulated business day by day: landing drops, ground truth, and a summary.
+
+Each day is generated, dirtied and handed to one background writer thread, so serializing and
+writing day ``t`` overlaps generating day ``t + 1``; a single writer keeps the order of drops
+(and so every revision number) deterministic. Memory holds a day or two at a time, plus the few
+late rows and re-drops still owed to later days.
+
+Ground truth, under ``paths.truth`` (the pipeline never reads it):
+
+- ``customers.parquet``: customer_id, signup_date, churn_date (null: still a customer; else
+  the first day without activity, and the day an explicit cancellation is recorded),
+  churn_kind (explicit | silent), segment, region,
+  acquisition_channel and the latent traits (base engagement/satisfaction, drift, price
+  sensitivity, responder, payment risk, frailty).
+- ``hazard/<YYYY-MM-DD>.parquet``: for every customer at risk that day: hazard (after any
+  retention action), hazard_untreated, engagement and satisfaction (0-1), treated (an action
+  in the last 30 days, responder or not), treatment_effect (the share of the hazard the
+  action removes that day; 0 for non-responders) and churned.
+- ``summary.json``: ``SimSummary.to_dict()``; ``state/``: the final ``BusinessState``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import date, timedelta
+
+import numpy as np
+import polars as pl
+
+from churn_assets.ingest.landing import DOMAIN_FORMATS, SUFFIXES, write_drop
+from churn_assets.settings import DOMAINS, Paths
+from churn_assets.simulator import vocab as V
+from churn_assets.simulator.config import SimConfig
+from churn_assets.simulator.dirt import Dirt, Export
+from churn_assets.simulator.domains import build_day
+from churn_assets.simulator.state import BusinessState, DayPlan
+from churn_assets.simulator.writer import Renderer
+
+# A day with more rows than this is written before the next one is generated (bounds memory).
+BIG_DAY_ROWS = 2_000_000
+DIRT_KINDS = ("duplicates", "late", "malformed", "bad_values", "nulls", "mixed_tz", "redrops",
+              "redrop_missing_rows")
+
+
+@dataclass(frozen=True)
+class SimSummary:
+    """What one simulation wrote.
+
+    ``rows`` counts data rows (lines or Parquet rows, broken ones included) in the final revision
+    of every drop; ``records`` counts the business's records before dirt. Over the whole history
+    ``rows == records + duplicates`` per domain: late rows move between drops, they do not vanish.
+    ``dirt[domain][kind]`` counts what was injected (kinds in ``DIRT_KINDS``; ``nulls`` and
+    ``mixed_tz`` count cells, ``redrops`` count drops, the rest count rows).
+    """
+
+    days: int
+    customers: int
+    start: date
+    churned: int
+    churned_explicit: int
+    rows: dict[str, int]
+    records: dict[str, int]
+    dirt: dict[str, dict[str, int]]
+    redropped: tuple[tuple[str, date], ...] = ()
+    switch_day: date | None = None
+    seconds: float = field(default=0.0, compare=False)
+
+    def dirt_totals(self) -> dict[str, int]:
+        return {kind: sum(self.dirt[d][kind] for d in DOMAINS) for kind in DIRT_KINDS}
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["start"] = self.start.isoformat()
+        out["switch_day"] = self.switch_day.isoformat() if self.switch_day else None
+        out["redropped"] = [[d, day.isoformat()] for d, day in self.redropped]
+        out["dirt_totals"] = self.dirt_totals()
+        out.pop("seconds")
+        return out
+
+
+def simulate(
+    paths: Paths,
+    config: SimConfig,
+    actions: pl.DataFrame | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> SimSummary:
+    """Simulate ``config.days`` days into ``paths.landing`` and the ground truth into ``paths.truth``.
+
+    ``actions`` (customer_id, day, action) are retention actions; one taken on day D lowers the
+    customer's hazard from D+1 on. ``progress(day_index, total_days)`` is called once per day,
+    1-based, after that day's drops are on disk. Simulate into a fresh home: rerunning into the
+    same landing zone leaves unchanged drops alone but re-drops the days that get re-dropped.
+    """
+    started = time.perf_counter()
+    business_seed, rows_seed, dirt_seed = np.random.SeedSequence(config.seed).spawn(3)
+    start_epoch = (config.start - date(1970, 1, 1)).days * 86400
+    state = BusinessState(config.customers, config.days, start_epoch, np.random.default_rng(business_seed))
+    static = {k: getattr(state, k) for k in ("first_name", "last_name", "region", "phone_number")}
+    renderer = Renderer(config.customers, start_epoch, static)
+    dirt = Dirt(config.dirt, config.days, np.random.default_rng(dirt_seed))
+    todo = _index_actions(actions, config)
+    hazard_dir = paths.truth / "hazard"
+    hazard_dir.mkdir(parents=True, exist_ok=True)
+    for old in hazard_dir.glob("*.parquet"):
+        old.unlink()
+    try:
+        redropped = _run_days(paths, config, state, renderer, dirt, todo,
+                              np.random.default_rng(rows_seed), progress)
+    finally:
+        renderer.close()
+
+    counts = dirt.counts
+    switch = dirt.switch_day
+    summary = SimSummary(
+        days=config.days,
+        customers=config.customers,
+        start=config.start,
+        churned=int((state.churn_day >= 0).sum()),
+        churned_explicit=int(state.churn_explicit.sum()),
+        rows={d: counts[d]["rows"] for d in DOMAINS},
+        records={d: counts[d]["records"] for d in DOMAINS},
+        dirt={d: {k: counts[d][k] for k in DIRT_KINDS} for d in DOMAINS},
+        redropped=tuple((domain, config.start + timedelta(days=t)) for domain, t in redropped),
+        switch_day=None if switch is None or switch >= config.days else config.start + timedelta(days=switch),
+        seconds=time.perf_counter() - started,
+    )
+    _write_truth(paths, state, renderer, config, summary)
+    return summary
+
+
+def _run_days(paths, config: SimConfig, state: BusinessState, renderer: Renderer, dirt: Dirt,
+              todo: dict, rows_rng: np.random.Generator, progress) -> list[tuple[str, int]]:
+    """The day loop: generate and dirty in this thread, render and write in one writer thread.
+
+    At most two days are in flight (one for very big days), so memory does not grow with the
+    history. Returns the re-dropped (domain, day index) pairs in the order they were re-dropped.
+    """
+    owed: list[Export] = []
+    redropped: list[tuple[str, int]] = []
+    futures: list[Future] = []
+    reported = 0
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sim-writer") as writer:
+        for t in range(config.days):
+            plan = state.step(t, todo.get(t))
+            records = build_day(state, plan, rows_rng)
+            exports = [
+                e for e in (dirt.export(domain, t, records[domain]) for domain in DOMAINS)
+                if e.domain in config.domains
+            ]
+            due = [e for e in owed if e.redrop_day == t]
+            owed = [e for e in owed if e.redrop_day != t] + [e for e in exports if e.flawed is not None]
+            redropped += [(e.domain, e.t) for e in due]
+            hazard = _hazard_frame(renderer, plan, config.start)
+            futures.append(writer.submit(_write_day, renderer, paths, config.start, t, exports, due, hazard))
+            in_flight = 1 if sum(e.rows for e in exports) > BIG_DAY_ROWS else 2
+            while reported < len(futures) and (len(futures) - reported > in_flight or futures[reported].done()):
+                futures[reported].result()
+                reported += 1
+                if progress:
+                    progress(reported, config.days)
+        # Days whose re-drop would fall after the history are re-dropped at its end.
+        futures.append(writer.submit(_write_redrops, renderer, paths, config.start, owed))
+        redropped += [(e.domain, e.t) for e in owed]
+        for future in futures[reported:]:
+            future.result()
+    for day in range(reported, config.days):
+        if progress:
+            progress(day + 1, config.days)
+    return redropped
+
+
+def _file_name(domain: str, day: date) -> str:
+    return f"{domain}-{day.isoformat()}{SUFFIXES[DOMAIN_FORMATS[domain]]}"
+
+
+def _write_day(renderer: Renderer, paths: Paths, start: date, t: int, exports: list[Export],
+               due: list[Export], hazard: pl.DataFrame) -> None:
+    day = start + timedelta(days=t)
+    for e in exports:
+        if e.flawed is not None:
+            content = renderer.file(e.domain, e.flawed, e.columns, [])
+        else:
+            content = renderer.file(e.domain, e.records, e.columns, e.broken)
+        write_drop(paths.landing, e.domain, day, {_file_name(e.domain, day): content})
+    _write_redrops(renderer, paths, start, due)
+    hazard.write_parquet(paths.truth / "hazard" / f"{day.isoformat()}.parquet", statistics=False)
+
+
+def _write_redrops(renderer: Renderer, paths: Paths, start: date, due: list[Export]) -> None:
+    for e in due:
+        day = start + timedelta(days=e.t)
+        content = renderer.file(e.domain, e.records, e.columns, e.broken)
+        write_drop(paths.landing, e.domain, day, {_file_name(e.domain, day): content})
+
+
+def _hazard_frame(renderer: Renderer, plan: DayPlan, start: date) -> pl.DataFrame:
+    h = plan.hazard
+    return pl.DataFrame(
+        {
+            "customer_id": renderer.customer_ids.gather(h["customer"]),
+            "day": pl.repeat(start + timedelta(days=plan.t), h["customer"].size, dtype=pl.Date, eager=True),
+            "hazard": h["hazard"],
+            "hazard_untreated": h["hazard_untreated"],
+            "engagement": h["engagement"],
+            "satisfaction": h["satisfaction"],
+            "treated": h["treated"],
+            "treatment_effect": h["treatment_effect"],
+            "churned": h["churned"],
+        }
+    )
+
+
+def _write_truth(paths: Paths, state: BusinessState, renderer: Renderer, config: SimConfig,
+                 summary: SimSummary) -> None:
+    churned = state.churn_day >= 0
+    start = pl.lit(config.start)
+    frame = pl.DataFrame(
+        {
+            "customer_id": renderer.customer_ids.head(config.customers),
+            "signup_offset": state.signup_day,
+            "churn_offset": pl.Series(state.churn_day).set(pl.Series(~churned), None),
+            "churn_kind": pl.Series(np.where(state.churn_explicit, "explicit", "silent")).set(pl.Series(~churned), None),
+            "segment": pl.Series(V.SEGMENTS).gather(state.segment),
+            "region": pl.Series(V.REGIONS).gather(state.region),
+            "acquisition_channel": pl.Series(V.ACQUISITION_CHANNELS).gather(state.channel),
+            **state.traits(),
+        }
+    ).with_columns(
+        signup_date=start + pl.duration(days=pl.col("signup_offset")),
+        churn_date=start + pl.duration(days=pl.col("churn_offset")),
+    ).select("customer_id", "signup_date", "churn_date", "churn_kind", pl.exclude(
+        "customer_id", "signup_date", "churn_date", "churn_kind", "signup_offset", "churn_offset"))
+    frame = frame.with_columns(pl.col("signup_date", "churn_date").cast(pl.Date))
+    frame.write_parquet(paths.truth / "customers.parquet", statistics=False)
+    (paths.truth / "summary.json").write_text(json.dumps(summary.to_dict(), indent=1, sort_keys=True))
+    state.save(paths.truth / "state")
+
+
+def _index_actions(actions: pl.DataFrame | None, config: SimConfig) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Validate retention actions and group them by simulated day index."""
+    if actions is None or actions.height == 0:
+        return {}
+    missing = {"customer_id", "day", "action"} - set(actions.columns)
+    if missing:
+        raise ValueError(f"actions need columns customer_id, day, action; missing {sorted(missing)}")
+    unknown = set(actions["action"].unique().to_list()) - set(V.ACTIONS)
+    if unknown:
+        raise ValueError(f"unknown actions {sorted(map(str, unknown))}; expected one of {', '.join(V.ACTIONS)}")
+    frame = actions.select(
+        number=pl.col("customer_id").cast(pl.String).str.strip_prefix("C").cast(pl.Int64, strict=False),
+        t=(pl.col("day").cast(pl.Date) - pl.lit(config.start)).dt.total_days(),
+        code=pl.col("action").replace_strict(list(V.ACTIONS), list(range(len(V.ACTIONS))), return_dtype=pl.Int64),
+        customer_id=pl.col("customer_id"),
+    )
+    bad = frame.filter(pl.col("number").is_null() | (pl.col("number") < 0) | (pl.col("number") >= config.customers))
+    if bad.height:
+        raise ValueError(f"actions name {bad.height} unknown customers, e.g. {bad['customer_id'][:3].to_list()}")
+    frame = frame.filter(pl.col("t").is_between(0, config.days - 1))
+    return {
+        int(t[0]): (part["number"].to_numpy(), part["code"].to_numpy())
+        for t, part in frame.partition_by("t", as_dict=True, maintain_order=True).items()
+    }
