@@ -1,0 +1,483 @@
+"""gold/customer_features: one point-in-time row per known customer per snapshot day.
+
+The row for day D uses only silver rows that were *visible* on D: arrived by D
+(``arrival_date <= D``) and happened by the end of D (``event_date <= D``). A row therefore
+becomes visible on ``max(event_date, arrival_date)``: a late arrival counts from the day it
+arrived and changes no earlier snapshot.
+
+The cost of a day does not grow with history. Three small frames carry it:
+
+- ``daily_activity``: silver rows summed per (customer_id, event_date, arrival_date). Additive,
+  so windows are sums over a 90-day slice and lifetime totals are running sums.
+- ``CustomerState``: lifetime state per customer as of D (running sums, first/last dates, the
+  latest profile, the last ticket), plus a side table of the categories each customer bought
+  (Delta-friendly: no list columns). ``advance_state`` folds the rows that become visible on D
+  into yesterday's state; ``customer_state_as_of`` computes the same state directly from history.
+- ``features`` reads the state and a 90-day window of activity and tickets.
+
+Every reduction in the fold is a sum, a min, a max or "the latest by a total order", so folding
+day by day equals computing at once (``features_as_of``): the gold tests hold both to equality.
+
+A day D of the daily assets reads only bounded inputs:
+  activity[D]   = daily_activity(silver rows with arrival_date == D), and
+  categories[D] = paid_order_categories(the same payments)             (stored by arrival day)
+  state[D]      = advance_state(state[D-1], activity and categories rows with arrival_date == D
+                  or event_date == D, silver customers likewise, D)
+  features[D]   = features(state[D], activity rows with arrival_date <= D and event_date in
+                  (D-90, D], silver tickets likewise, D, absent_domains)
+
+Tickets are versioned (a ticket is re-delivered when it is answered or rated), so they are not
+summed into activity, where each version would count again: the window features take the latest
+version of each ticket opened in the last 90 days. ``None`` for a domain means the business has
+no such data at all: its features are null rather than zero.
+
+Every function takes native frames (Polars or PySpark; Polars eager frames are made lazy) or
+narwhals frames, and returns a native lazy frame: ``polars.LazyFrame`` or a Spark ``DataFrame``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import date
+from typing import Any, NamedTuple
+
+import narwhals as nw
+
+from churn_assets.transforms.dates import (
+    days_since,
+    in_window,
+    utc_date,
+    visible_by,
+    visible_on,
+)
+
+ACTIVITY_KEY = ["customer_id", "event_date", "arrival_date"]
+LONGEST_WINDOW_DAYS = 90
+DOMAINS = ("customers", "payments", "events", "tickets", "marketing")
+_TIMESTAMP = nw.Datetime("us", "UTC")
+
+_ACTIVITY_SUMS: dict[str, nw.dtypes.DType] = {
+    "payments": nw.Int64(),          # every payment row, whatever its status: makes a customer known
+    "orders": nw.Int64(),            # distinct paid orders (an order may have several lines)
+    "order_value": nw.Float64(),     # paid charge amount
+    "revenue": nw.Float64(),         # paid charge amount + refunds (refunds are negative)
+    "failed_payments": nw.Int64(),
+    "refunds": nw.Int64(),
+    "sessions": nw.Int64(),          # session_start events
+    "offers_received": nw.Int64(),
+    "offers_redeemed": nw.Int64(),
+}
+_LAST_TICKET: dict[str, nw.dtypes.DType] = {
+    "last_ticket_opened_at": _TIMESTAMP,
+    "last_ticket_updated_at": _TIMESTAMP,
+    "last_ticket_id": nw.String(),
+    "last_ticket_category": nw.String(),
+}
+# "The last ticket" is the newest opened, in its latest version; the id breaks exact ties.
+_LAST_TICKET_ORDER = ["last_ticket_opened_at", "last_ticket_updated_at", "last_ticket_id"]
+
+ACTIVITY_SCHEMA: dict[str, nw.dtypes.DType] = {
+    "customer_id": nw.String(), "event_date": nw.Date(), "arrival_date": nw.Date(),
+    **_ACTIVITY_SUMS, **_LAST_TICKET,
+}
+ORDER_CATEGORY_SCHEMA: dict[str, nw.dtypes.DType] = {
+    "customer_id": nw.String(), "category": nw.String(),
+    "event_date": nw.Date(), "arrival_date": nw.Date(),
+}
+
+_PROFILE: dict[str, nw.dtypes.DType] = {
+    "signup_at": _TIMESTAMP, "segment": nw.String(), "region": nw.String(),
+    "acquisition_channel": nw.String(), "status": nw.String(), "cancelled_at": _TIMESTAMP,
+    "profile_updated_at": _TIMESTAMP, "profile_arrival_date": nw.Date(),
+}
+# The latest profile version wins; on equal ``updated_at`` the later delivery does.
+_PROFILE_ORDER = ["profile_updated_at", "profile_arrival_date"]
+_LIFETIME_SUMS = {"orders_total": "orders", "order_value_total": "order_value",
+                  "revenue_total": "revenue"}
+
+STATE_SCHEMA: dict[str, nw.dtypes.DType] = {
+    "snapshot_date": nw.Date(), "customer_id": nw.String(),
+    "first_seen_date": nw.Date(),  # null: seen only in events/tickets/marketing, not yet known
+    **_PROFILE,
+    "orders_total": nw.Int64(), "order_value_total": nw.Float64(), "revenue_total": nw.Float64(),
+    "first_order_date": nw.Date(), "last_order_date": nw.Date(), "last_session_date": nw.Date(),
+    **_LAST_TICKET,
+}
+CATEGORY_STATE_SCHEMA: dict[str, nw.dtypes.DType] = {
+    "snapshot_date": nw.Date(), "customer_id": nw.String(), "category": nw.String(),
+}
+
+_WINDOWED: dict[str, tuple[str, int]] = {  # feature: (activity column, window days)
+    "orders_7d": ("orders", 7), "orders_30d": ("orders", 30), "orders_90d": ("orders", 90),
+    "revenue_90d": ("revenue", 90), "sessions_7d": ("sessions", 7),
+    "sessions_30d": ("sessions", 30), "failed_payments_90d": ("failed_payments", 90),
+    "refunds_90d": ("refunds", 90), "offers_received_90d": ("offers_received", 90),
+    "offers_redeemed_90d": ("offers_redeemed", 90),
+}
+_I, _F, _S = nw.Int64(), nw.Float64(), nw.String()
+_PAY, _EVT, _TKT, _MKT, _CUS = "payments", "events", "tickets", "marketing", "customers"
+# feature: (dtype, the silver domain it needs: null, not zero, when the business has none)
+_FEATURES: dict[str, tuple[nw.dtypes.DType, str | None]] = {
+    "snapshot_date": (nw.Date(), None), "customer_id": (_S, None),
+    "segment": (_S, _CUS), "region": (_S, _CUS), "acquisition_channel": (_S, _CUS),
+    "status": (_S, _CUS), "tenure_days": (_I, None), "days_since_last_order": (_I, _PAY),
+    "orders_total": (_I, _PAY), "revenue_total": (_F, _PAY), "avg_order_value": (_F, _PAY),
+    "category_diversity": (_I, _PAY), "orders_7d": (_I, _PAY), "orders_30d": (_I, _PAY),
+    "orders_90d": (_I, _PAY), "revenue_90d": (_F, _PAY), "sessions_7d": (_I, _EVT),
+    "sessions_30d": (_I, _EVT), "days_since_last_session": (_I, _EVT),
+    "engagement_trend": (_F, _EVT), "tickets_30d": (_I, _TKT),
+    "last_ticket_category": (_S, _TKT), "csat_trend": (_F, _TKT),
+    "failed_payments_90d": (_I, _PAY), "refunds_90d": (_I, _PAY),
+    "offers_received_90d": (_I, _MKT), "offers_redeemed_90d": (_I, _MKT),
+    "is_cancelled": (nw.Boolean(), _CUS),
+}
+FEATURE_SCHEMA: dict[str, nw.dtypes.DType] = {name: t for name, (t, _) in _FEATURES.items()}
+
+
+class CustomerState(NamedTuple):
+    """Lifetime state as of a day: ``profiles`` (``STATE_SCHEMA``, one row per customer seen in
+    any domain) and ``categories`` (``CATEGORY_STATE_SCHEMA``, one row per category bought)."""
+
+    profiles: Any
+    categories: Any
+
+
+# ---------------------------------------------------------------- frame plumbing
+
+
+def _lazy(frame: Any) -> nw.LazyFrame | None:
+    if frame is None:
+        return None
+    frame = nw.from_native(frame)
+    return frame.lazy() if isinstance(frame, nw.DataFrame) else frame
+
+
+def _conform(frame: nw.LazyFrame, schema: dict[str, nw.dtypes.DType]) -> nw.LazyFrame:
+    """Exactly ``schema``'s columns, in order and type; missing ones are typed nulls (so frames
+    from different domains concatenate, and optional silver columns may be absent)."""
+    present = frame.collect_schema()
+    # No cast where the type is right: on Spark every expression is a round trip to the JVM.
+    return frame.select(
+        (nw.col(name) if present[name] == dtype else nw.col(name).cast(dtype))
+        if name in present else nw.lit(None, dtype=dtype).alias(name)
+        for name, dtype in schema.items()
+    )
+
+
+def _latest(frame: nw.LazyFrame, by: Sequence[str], order: Sequence[str]) -> nw.LazyFrame:
+    """One row per ``by``: the last by ``order``. Each ``order`` is a total order on the rows
+    silver can hold (its natural keys), so both engines and both paths pick the same row."""
+    return frame.unique(list(by), keep="last", order_by=list(order))
+
+
+# ---------------------------------------------------------------- daily activity
+
+
+def daily_activity(payments: Any = None, events: Any = None, tickets: Any = None,
+                   marketing: Any = None) -> Any:
+    """Silver rows summed per (customer_id, event_date, arrival_date): ``ACTIVITY_SCHEMA``.
+
+    Pass any slice of silver: one arrival day for the daily run, all history for a rebuild.
+    Slices by arrival day share no key, so their results concatenate into one stored table.
+    """
+    parts = [
+        part
+        for frame, build in ((payments, _payment_activity), (events, _session_activity),
+                             (tickets, _ticket_activity), (marketing, _offer_activity))
+        if (lazy := _lazy(frame)) is not None
+        for part in build(lazy.filter(~nw.col("customer_id").is_null()))
+    ]
+    if not parts:
+        raise ValueError("daily_activity needs at least one of payments, events, tickets, "
+                         "marketing (pass None only for a domain the business does not have)")
+    # Diagonal: each part has the key and its own columns; the others are null in its rows.
+    combined = _conform(nw.concat(parts, how="diagonal"), ACTIVITY_SCHEMA)
+    summed = combined.group_by(ACTIVITY_KEY).agg(
+        *(nw.col(c).sum() for c in _ACTIVITY_SUMS),
+        # At most one ticket row per key (see _ticket_activity), so max takes that row.
+        *(nw.col(c).max() for c in _LAST_TICKET),
+    )
+    # Spark sums nothing to null where Polars gives 0: fill, so both engines agree.
+    return summed.with_columns(nw.col(c).fill_null(0) for c in _ACTIVITY_SUMS).to_native()
+
+
+def _payment_activity(payments: nw.LazyFrame) -> list[nw.LazyFrame]:
+    failed = (nw.col("status") == "failed").fill_null(False)
+    flagged = payments.with_columns(
+        _paid_charge=((nw.col("transaction_type") == "charge")
+                      & (nw.col("status") == "paid")).fill_null(False),
+        _refund=(nw.col("transaction_type") == "refund").fill_null(False) & ~failed,
+        _failed=failed,
+    )
+    rows = flagged.with_columns(
+        order_value=nw.when(nw.col("_paid_charge")).then(nw.col("amount")).otherwise(0.0),
+        revenue=nw.when(nw.col("_paid_charge") | nw.col("_refund"))
+        .then(nw.col("amount")).otherwise(0.0),
+        failed_payments=nw.col("_failed").cast(nw.Int64),
+        refunds=nw.col("_refund").cast(nw.Int64),
+    ).group_by(ACTIVITY_KEY).agg(
+        nw.len().alias("payments"),
+        *(nw.col(c).sum() for c in ("order_value", "revenue", "failed_payments", "refunds")),
+    )
+    # Orders, not lines: imported invoices have a row per product under one order_id.
+    orders = (
+        flagged.filter(nw.col("_paid_charge"))
+        .select(*ACTIVITY_KEY, _order=nw.coalesce("order_id", "transaction_id"))
+        .unique()
+        .group_by(ACTIVITY_KEY)
+        .agg(nw.len().alias("orders"))
+    )
+    return [rows, orders]
+
+
+def _session_activity(events: nw.LazyFrame) -> list[nw.LazyFrame]:
+    sessions = events.filter(nw.col("event_type") == "session_start")
+    return [sessions.group_by(ACTIVITY_KEY).agg(nw.len().alias("sessions"))]
+
+
+def _offer_activity(marketing: nw.LazyFrame) -> list[nw.LazyFrame]:
+    kind = nw.col("interaction_type")
+    return [
+        marketing.filter(kind.is_in(["offer", "redemption"]))
+        .with_columns(offers_received=(kind == "offer").cast(nw.Int64),
+                      offers_redeemed=(kind == "redemption").cast(nw.Int64))
+        .group_by(ACTIVITY_KEY)
+        .agg(nw.col("offers_received").sum(), nw.col("offers_redeemed").sum())
+    ]
+
+
+def _ticket_activity(tickets: nw.LazyFrame) -> list[nw.LazyFrame]:
+    versions = tickets.filter(~nw.col("opened_at").is_null()).select(
+        *ACTIVITY_KEY,
+        last_ticket_opened_at=nw.col("opened_at"), last_ticket_updated_at=nw.col("updated_at"),
+        last_ticket_id=nw.col("ticket_id"), last_ticket_category=nw.col("category"),
+    )
+    return [_latest(versions, ACTIVITY_KEY, _LAST_TICKET_ORDER)]
+
+
+def paid_order_categories(payments: Any) -> Any:
+    """Distinct (customer_id, category, event_date, arrival_date) of paid charges:
+    ``ORDER_CATEGORY_SCHEMA``. The per-day input of the categories side table."""
+    frame = _lazy(payments)
+    paid = (nw.col("transaction_type") == "charge") & (nw.col("status") == "paid")
+    rows = frame.filter(paid & ~nw.col("customer_id").is_null()
+                        & ~nw.col("category").is_null())
+    return _conform(rows, ORDER_CATEGORY_SCHEMA).unique().to_native()
+
+
+# ---------------------------------------------------------------- lifetime state
+
+
+def advance_state(previous: CustomerState | None, activity: Any, categories: Any,
+                  customers: Any, snapshot_date: date) -> CustomerState:
+    """Yesterday's state plus what becomes visible on ``snapshot_date`` (D).
+
+    ``previous`` must be the state as of D-1 (``None`` before the first day). ``activity``
+    (``daily_activity``), ``categories`` (``paid_order_categories``) and ``customers`` (silver)
+    may be supersets, with no row twice, of what becomes visible on D: e.g. the rows with
+    ``arrival_date == D or event_date == D`` (the second catches rows dated in the future by a
+    skewed clock, due today). Rows visible on any other day are ignored.
+    """
+    return _state(previous, activity, categories, customers, snapshot_date,
+                  visible_on(snapshot_date))
+
+
+def customer_state_as_of(activity: Any, categories: Any, customers: Any,
+                         snapshot_date: date) -> CustomerState:
+    """The state as of ``snapshot_date`` computed directly from all history (a rebuild, or the
+    starting point of an incremental chain)."""
+    return _state(None, activity, categories, customers, snapshot_date,
+                  visible_by(snapshot_date))
+
+
+def _state(previous: CustomerState | None, activity: Any, categories: Any, customers: Any,
+           snapshot_date: date, visible: nw.Expr) -> CustomerState:
+    rows = []
+    if previous is not None:
+        rows.append(_lazy(previous.profiles))
+    if (frame := _lazy(activity)) is not None:
+        rows.append(_activity_contribution(frame.filter(visible)))
+    if (frame := _lazy(customers)) is not None:
+        rows.append(_profile_contribution(frame.filter(visible)))
+    # Previous state and today's contributions are candidates of one reduction per customer.
+    if not rows:
+        raise ValueError("a customer state needs a previous state or some silver input")
+    candidates = _conform(nw.concat(rows, how="diagonal"), STATE_SCHEMA).drop("snapshot_date")
+
+    totals = candidates.group_by("customer_id").agg(
+        nw.col("first_seen_date").min(), nw.col("first_order_date").min(),
+        *(nw.col(c).sum() for c in _LIFETIME_SUMS),
+        *(nw.col(c).max() for c in ("last_order_date", "last_session_date")),
+    ).with_columns(nw.col(c).fill_null(0) for c in _LIFETIME_SUMS)
+    profile = _latest(
+        candidates.filter(~nw.col("profile_updated_at").is_null())
+        .select("customer_id", *_PROFILE), ["customer_id"], _PROFILE_ORDER)
+    last_ticket = _latest(
+        candidates.filter(~nw.col("last_ticket_opened_at").is_null())
+        .select("customer_id", *_LAST_TICKET), ["customer_id"], _LAST_TICKET_ORDER)
+    profiles = (
+        totals.join(profile, on="customer_id", how="left")
+        .join(last_ticket, on="customer_id", how="left")
+        .with_columns(snapshot_date=nw.lit(snapshot_date, dtype=nw.Date))
+    )
+    return CustomerState(
+        profiles=_conform(profiles, STATE_SCHEMA).to_native(),
+        categories=_category_state(previous, categories, snapshot_date, visible, candidates),
+    )
+
+
+def _activity_contribution(activity: nw.LazyFrame) -> nw.LazyFrame:
+    def on_days_with(count: str) -> nw.Expr:
+        return nw.when(nw.col(count) > 0).then(nw.col("event_date"))
+
+    return activity.select(
+        "customer_id", *_LAST_TICKET,
+        *(nw.col(source).alias(total) for total, source in _LIFETIME_SUMS.items()),
+        first_seen_date=on_days_with("payments"),
+        first_order_date=on_days_with("orders"),
+        last_order_date=on_days_with("orders"),
+        last_session_date=on_days_with("sessions"),
+    )
+
+
+def _profile_contribution(customers: nw.LazyFrame) -> nw.LazyFrame:
+    customers = customers.filter(~nw.col("customer_id").is_null()).with_columns(
+        profile_updated_at=nw.col("updated_at"), profile_arrival_date=nw.col("arrival_date"),
+        first_seen_date=nw.col("event_date"),
+    )
+    return customers.select("customer_id", "first_seen_date", *_PROFILE)
+
+
+def _category_state(previous: CustomerState | None, categories: Any, snapshot_date: date,
+                    visible: nw.Expr, like: nw.LazyFrame) -> Any:
+    pairs = {"customer_id": nw.String(), "category": nw.String()}
+    rows = []
+    if previous is not None:
+        rows.append(_conform(_lazy(previous.categories), pairs))
+    if (frame := _lazy(categories)) is not None:
+        rows.append(_conform(frame.filter(visible), pairs))
+    if not rows:  # a business without payments: an empty side table on the same engine
+        rows.append(_conform(like.filter(nw.lit(False)), pairs))
+    merged = nw.concat(rows).unique().with_columns(
+        snapshot_date=nw.lit(snapshot_date, dtype=nw.Date))
+    return _conform(merged, CATEGORY_STATE_SCHEMA).to_native()
+
+
+# ---------------------------------------------------------------- features
+
+
+def features(state: CustomerState, recent_activity: Any, recent_tickets: Any,
+             snapshot_date: date, absent_domains: Collection[str] = ()) -> Any:
+    """``FEATURE_SCHEMA`` rows for ``snapshot_date``, one per known customer.
+
+    ``state`` is the state as of ``snapshot_date``; ``recent_activity`` (``daily_activity``) and
+    ``recent_tickets`` (silver tickets) may be supersets of the last 90 days: rows outside the
+    window or not yet visible are ignored. ``absent_domains`` names the silver domains the
+    business does not have (``None`` inputs count as absent too).
+    """
+    absent = set(absent_domains)
+    unknown = absent - set(DOMAINS)
+    if unknown:
+        raise ValueError(f"unknown domains {sorted(unknown)}; expected some of {DOMAINS}")
+    day = nw.lit(snapshot_date, dtype=nw.Date)
+    known = _lazy(state.profiles).filter(~nw.col("first_seen_date").is_null())
+    rows = known.join(_category_counts(state.categories), on="customer_id", how="left")
+
+    if (activity := _lazy(recent_activity)) is None:
+        absent |= {"payments", "events", "marketing"}
+    else:
+        rows = rows.join(_window_totals(activity, snapshot_date), on="customer_id", how="left")
+    if (tickets := _lazy(recent_tickets)) is None:
+        absent.add("tickets")
+    else:
+        rows = rows.join(_ticket_window(tickets, snapshot_date), on="customer_id", how="left")
+    rows = utc_date(utc_date(rows, "signup_at", "_signup_date"), "cancelled_at", "_cancel_date")
+
+    counts = {name: nw.col(name).fill_null(0) for name in _WINDOWED}
+    sessions_7d, sessions_30d = (nw.col(c).fill_null(0).cast(nw.Float64)
+                                 for c in ("sessions_7d", "sessions_30d"))
+    values: dict[str, nw.Expr] = {
+        "snapshot_date": day,
+        "customer_id": nw.col("customer_id"),
+        **{c: nw.col(c) for c in ("segment", "region", "acquisition_channel", "status")},
+        "tenure_days": days_since(nw.coalesce("_signup_date", "first_seen_date"),
+                                  snapshot_date),
+        "days_since_last_order": days_since("last_order_date", snapshot_date),
+        "orders_total": nw.col("orders_total"),
+        "revenue_total": nw.col("revenue_total"),
+        "avg_order_value": nw.when(nw.col("orders_total") > 0)
+        .then(nw.col("order_value_total") / nw.col("orders_total")),
+        "category_diversity": nw.col("category_diversity").fill_null(0),
+        **counts,
+        "days_since_last_session": days_since("last_session_date", snapshot_date),
+        # Sessions per day this week over sessions per day this month: > 1 is warming up.
+        "engagement_trend": nw.when(sessions_30d > 0)
+        .then((sessions_7d * 30) / (sessions_30d * 7)),
+        "tickets_30d": nw.col("tickets_30d").fill_null(0),
+        "last_ticket_category": nw.col("last_ticket_category"),
+        "csat_trend": nw.col("csat_recent") - nw.col("csat_prior"),
+        "is_cancelled": nw.when(~nw.col("status").is_null()).then(
+            (nw.col("status") == "cancelled")
+            & (nw.col("_cancel_date").is_null() | (nw.col("_cancel_date") <= day))
+        ),
+    }
+    out = rows.select(
+        (nw.lit(None, dtype=dtype) if domain in absent else values[name]).alias(name)
+        for name, (dtype, domain) in _FEATURES.items()
+    )
+    return _conform(out, FEATURE_SCHEMA).to_native()
+
+
+def _category_counts(categories: Any) -> nw.LazyFrame:
+    return _lazy(categories).group_by("customer_id").agg(
+        nw.len().cast(nw.Int64).alias("category_diversity"))
+
+
+def _window_totals(activity: nw.LazyFrame, snapshot_date: date) -> nw.LazyFrame:
+    recent = activity.filter(
+        (nw.col("arrival_date") <= nw.lit(snapshot_date, dtype=nw.Date))
+        & in_window("event_date", snapshot_date, LONGEST_WINDOW_DAYS)
+    ).with_columns(
+        nw.when(in_window("event_date", snapshot_date, days)).then(nw.col(column))
+        .otherwise(0).alias(name)
+        for name, (column, days) in _WINDOWED.items()
+    )
+    return recent.group_by("customer_id").agg(nw.col(name).sum() for name in _WINDOWED)
+
+
+def _ticket_window(tickets: nw.LazyFrame, snapshot_date: date) -> nw.LazyFrame:
+    """Per customer: tickets opened in the last 30 days and the csat trend, from the latest
+    version (as of the day) of each ticket opened in the last 90 days."""
+    visible = tickets.filter(
+        visible_by(snapshot_date)
+        & in_window("event_date", snapshot_date, LONGEST_WINDOW_DAYS)
+        & ~nw.col("ticket_id").is_null() & ~nw.col("customer_id").is_null()
+    ).select("ticket_id", "customer_id", "event_date", "updated_at", "arrival_date",
+             csat=nw.col("csat").cast(nw.Float64))
+    latest = _latest(visible, ["ticket_id"], ["updated_at", "arrival_date"])
+    recent = in_window("event_date", snapshot_date, 30)
+    prior = in_window("event_date", snapshot_date, LONGEST_WINDOW_DAYS, until_days=30)
+    return latest.with_columns(
+        _opened_30d=recent.cast(nw.Int64),
+        _csat_recent=nw.when(recent).then(nw.col("csat")),
+        _csat_prior=nw.when(prior).then(nw.col("csat")),
+    ).group_by("customer_id").agg(
+        nw.col("_opened_30d").sum().alias("tickets_30d"),
+        nw.col("_csat_recent").mean().alias("csat_recent"),
+        nw.col("_csat_prior").mean().alias("csat_prior"),
+    )
+
+
+def features_as_of(*, snapshot_date: date, payments: Any = None, customers: Any = None,
+                   events: Any = None, tickets: Any = None, marketing: Any = None) -> Any:
+    """The direct, non-incremental ``customer_features`` for ``snapshot_date`` from all silver
+    history: what the incremental chain must equal, and a way to rebuild one day."""
+    inputs = {"payments": payments, "customers": customers, "events": events,
+              "tickets": tickets, "marketing": marketing}
+    activity_inputs = (payments, events, tickets, marketing)
+    activity = (daily_activity(*activity_inputs)
+                if any(f is not None for f in activity_inputs) else None)
+    categories = paid_order_categories(payments) if payments is not None else None
+    state = customer_state_as_of(activity, categories, customers, snapshot_date)
+    absent = {name for name, frame in inputs.items() if frame is None}
+    return features(state, activity, tickets, snapshot_date, absent)
