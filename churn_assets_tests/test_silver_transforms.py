@@ -224,10 +224,10 @@ def test_bad_rows_are_rejected_with_a_reason(domain, row, reason):
     assert rows.height == frame.height - 1
 
 
-def test_within_a_window_the_latest_delivery_wins():
+def test_within_a_window_the_first_arrival_counts_and_its_last_copy_wins():
     frame = bronze(
         "payments",
-        payment(amount="1.00", _drop_date=date(2026, 1, 21), _row_number=5),
+        payment(amount="1.00", _drop_date=date(2026, 1, 23), _row_number=5),
         payment(amount="2.00", _row_number=3),
         payment(amount="3.00", _row_number=7),
         payment(transaction_id="T2"),
@@ -236,8 +236,31 @@ def test_within_a_window_the_latest_delivery_wins():
     assert rows.sort("transaction_id")["amount"].to_list() == [3.0, 12.5]
     assert rows.filter(transaction_id="T1")["_row_number"].item() == 7
     kinds = dict(duplicates.select("_row_number", "duplicate_of").iter_rows())
-    assert kinds == {5: "later_day", 3: "same_batch"}
+    assert kinds == {5: "earlier_day", 3: "same_batch"}
     assert duplicates["natural_key"].to_list() == ["T1", "T1"]
+
+
+def test_a_range_run_files_records_like_day_by_day_runs():
+    """Point in time: a re-delivered record counts from its first arrival, however days are batched."""
+    frame = bronze(
+        "payments",
+        payment(_row_number=1),
+        payment(transaction_id="T2", _row_number=2),
+        payment(_drop_date=date(2026, 1, 23), _row_number=1),
+        payment(transaction_id="T3", _drop_date=date(2026, 1, 23), _row_number=2),
+    )
+    range_rows, _, range_duplicates = run("payments", frame)
+
+    first_day = frame.filter(pl.col("_drop_date") < date(2026, 1, 23))
+    day_rows, _, _ = run("payments", first_day)
+    next_rows, _, next_duplicates = run(
+        "payments", frame.filter(pl.col("_drop_date") == date(2026, 1, 23)),
+        day_rows.select("transaction_id"),
+    )
+    by_day = pl.concat([day_rows, next_rows])
+    columns = ["transaction_id", "arrival_date"]
+    assert range_rows.select(columns).sort(columns).rows() == by_day.select(columns).sort(columns).rows()
+    assert range_duplicates["duplicate_of"].to_list() == next_duplicates["duplicate_of"].to_list()
 
 
 def test_keys_already_in_silver_are_earlier_day_duplicates():
@@ -257,7 +280,7 @@ def test_customer_versions_are_kept_and_exact_redeliveries_dropped():
     again = customer(updated_at="2026-01-22T11:00:00+01:00", _drop_date=date(2026, 1, 23))
     rows, _, duplicates = run("customers", bronze("customers", first, later, again))
     assert rows.sort("updated_at")["segment"].to_list() == ["plus", "premium"]
-    assert duplicates["duplicate_of"].to_list() == ["later_day"]
+    assert duplicates["duplicate_of"].to_list() == ["earlier_day"]
     # The version already in silver from an earlier window is not counted again.
     prior = rows.filter(pl.col("segment") == "plus").select(NATURAL_KEYS["customers"])
     rows2, _, duplicates2 = run("customers", bronze("customers", again), prior)

@@ -157,9 +157,9 @@ SILVER_SCHEMAS: dict[str, dict[str, nw.dtypes.DType]] = {d: _schema(d) for d in 
 REJECT_SCHEMA: dict[str, nw.dtypes.DType] = {
     "natural_key": nw.String(), **LINEAGE, "reason": nw.String(),
 }
-# same_batch: a copy delivered the same day; later_day: superseded by a later delivery in the
-# window (latest delivery wins); earlier_day: the key is already in silver before the window.
-DUPLICATE_KINDS: tuple[str, ...] = ("same_batch", "later_day", "earlier_day")
+# same_batch: another copy of the same day's delivery counts instead; earlier_day: the record
+# already arrived on an earlier day (before or inside the window), which is where it counts.
+DUPLICATE_KINDS: tuple[str, ...] = ("same_batch", "earlier_day")
 DUPLICATE_SCHEMA: dict[str, nw.dtypes.DType] = {
     "natural_key": nw.String(), **LINEAGE, "duplicate_of": nw.String(),
 }

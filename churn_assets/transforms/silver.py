@@ -7,8 +7,8 @@ of three frames: ``rows`` (the silver table), ``rejects`` (with a reason a perso
 
 Order of decisions: a row is rejected first (missing required values, text that does not
 parse, values out of range), then among the remaining rows a key already in silver before the
-window is an ``earlier_day`` duplicate, and within the window the latest delivery wins (latest
-``arrival_date``, then file, then row number).
+window, or that arrived on an earlier day of the window, is an ``earlier_day`` duplicate; among
+copies delivered on the same day the last one (file, then row number) wins.
 """
 
 from __future__ import annotations
@@ -311,25 +311,28 @@ def _classify(domain: str, frame: nw.LazyFrame, prior_keys: Any) -> nw.LazyFrame
     rejected = ~nw.col("reason").is_null()
     earlier = nw.col("__prior").fill_null(False)
     frame = frame.with_columns((rejected | earlier).alias("__excluded"))
-    # Among the rows still competing for a key, the latest delivery is the one with no later
-    # row after it in (arrival_date, file, row number) order.
+    # A record exists from the first day it arrived: copies delivered on later days are
+    # earlier_day duplicates, exactly as they are when those days run separately (prior_keys),
+    # so a range backfill and day-by-day runs file every record under the same arrival_date.
+    # Within that first day, the last copy (file, row number) is the delivery that counts.
     group = [*keys, "__excluded"]
-    order = [PARTITION_COLUMN, "_source_file", "_row_number"]
     frame = frame.with_columns(
-        nw.col("_row_number").cum_count(reverse=True).over(*group, order_by=order).alias("__later"),
-        nw.col(PARTITION_COLUMN).max().over(*group).alias("__latest_day"),
+        nw.col(PARTITION_COLUMN).min().over(*group).alias("__first_day"),
+        nw.col("_row_number")
+        .cum_count(reverse=True)
+        .over(*group, PARTITION_COLUMN, order_by=["_source_file", "_row_number"])
+        .alias("__later"),
     )
+    arrived_before = nw.col(PARTITION_COLUMN) > nw.col("__first_day")
     superseded = nw.col("__later") > 1
-    same_day = nw.col(PARTITION_COLUMN) == nw.col("__latest_day")
     return frame.with_columns(
         nw.when(rejected).then(nw.lit("reject"))
-        .when(earlier | superseded).then(nw.lit("duplicate"))
+        .when(earlier | arrived_before | superseded).then(nw.lit("duplicate"))
         .otherwise(nw.lit("row"))
         .alias("__outcome"),
         nw.when(rejected).then(nw.lit(None, dtype=nw.String()))
-        .when(earlier).then(nw.lit("earlier_day"))
-        .when(superseded & same_day).then(nw.lit("same_batch"))
-        .when(superseded).then(nw.lit("later_day"))
+        .when(earlier | arrived_before).then(nw.lit("earlier_day"))
+        .when(superseded).then(nw.lit("same_batch"))
         .alias("duplicate_of"),
     )
 
