@@ -163,11 +163,10 @@ def _run(args: argparse.Namespace) -> int:
 
     paths = Paths.from_env()
     settings = load_settings(paths)
-    if args.first is None or args.last is None:
-        first, last = landing_range(paths)
-        first, last = args.first or first, args.last or last
-    else:
-        first, last = args.first, args.last
+    first, last = args.first, args.last
+    if first is None or last is None:
+        landed_first, landed_last = landing_range(paths)
+        first, last = first or landed_first, last or landed_last
     defs = build_definitions(paths, settings)
     print(f"running the asset graph for {first} .. {last} on {paths.home}")
 

@@ -5,6 +5,7 @@ and reason) and a blocking reconciliation check: records in the files == bronze 
 """
 
 
+from collections import Counter
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -35,10 +36,6 @@ def bronze_key(domain: str) -> dg.AssetKey:
 
 def quarantine_key(domain: str) -> dg.AssetKey:
     return dg.AssetKey(["bronze", f"{domain}_quarantine"])
-
-
-def reconciliation_check_key(domain: str) -> dg.AssetCheckKey:
-    return dg.AssetCheckKey(bronze_key(domain), "reconciled_with_landing")
 
 
 def build_bronze_asset(domain: str, partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
@@ -91,7 +88,7 @@ def build_bronze_asset(domain: str, partitions_def: dg.PartitionsDefinition) -> 
         ingested_at = datetime.now(UTC)
         table, quarantine_table = f"bronze.{domain}", f"bronze.{domain}_quarantine"
         totals = {"records": 0, "rows": 0, "quarantined": 0}
-        reasons: dict[str, int] = {}
+        reasons: Counter[str] = Counter()
         new_columns: set[str] = set()
         by_day = {drop.day: drop for drop in drops}
         sizes = {day: drop_bytes(drop) for day, drop in by_day.items()}
@@ -108,8 +105,7 @@ def build_bronze_asset(domain: str, partitions_def: dg.PartitionsDefinition) -> 
             store.replace_window(quarantine_table, batch.quarantine, run, PARTITION_COLUMN)
             new_columns.update(written.new_columns)
             totals["records"] += batch.records_in_files
-            for reason, count in batch.quarantine_reasons.items():
-                reasons[reason] = reasons.get(reason, 0) + count
+            reasons.update(batch.quarantine_reasons)
             context.log.info(
                 f"{domain} {run}: {batch.rows.height} rows, {batch.quarantine.height} quarantined"
             )
@@ -147,7 +143,7 @@ def build_bronze_asset(domain: str, partitions_def: dg.PartitionsDefinition) -> 
             asset_key=quarantine_key(domain),
             metadata={
                 "dagster/row_count": totals["quarantined"],
-                "reasons": dg.MetadataValue.json(dict(sorted(reasons.items(), key=lambda kv: -kv[1])[:20])),
+                "reasons": dg.MetadataValue.json(dict(reasons.most_common(20))),
                 "location": dg.MetadataValue.path(store.location(quarantine_table)),
             },
         )

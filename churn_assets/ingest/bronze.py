@@ -41,13 +41,7 @@ class BronzeBatch:
     rows: pl.DataFrame
     quarantine: pl.DataFrame
     records_in_files: int = 0
-    files: list[str] = field(default_factory=list)
-    batches: list[str] = field(default_factory=list)
     quarantine_reasons: Counter[str] = field(default_factory=Counter)
-
-    @property
-    def reconciled(self) -> bool:
-        return self.records_in_files == self.rows.height + self.quarantine.height
 
 
 def empty_bronze(domain: str) -> pl.DataFrame:
@@ -68,7 +62,6 @@ def ingest_drops(domain: str, drops: list[Drop], ingested_at: datetime, landing_
     for drop in drops:
         if drop.domain != domain:
             raise ValueError(f"drop {drop.path} belongs to {drop.domain!r}, not {domain!r}")
-        batch.batches.append(drop.batch_id)
         for path in drop.file_paths():
             source = _display_path(path, landing_root)
             parsed = read_landing_file(path)
@@ -81,7 +74,6 @@ def ingest_drops(domain: str, drops: list[Drop], ingested_at: datetime, landing_
             row_parts.append(parsed.rows.with_columns(**stamp))
             quarantine_parts.append(parsed.quarantine.with_columns(**stamp))
             batch.records_in_files += parsed.records_in_file
-            batch.files.append(source)
             batch.quarantine_reasons.update(parsed.quarantine["reason"].to_list())
     batch.rows = pl.concat(row_parts, how="diagonal_relaxed")
     batch.quarantine = pl.concat(quarantine_parts, how="diagonal_relaxed").select(
