@@ -2,6 +2,7 @@
 
 
 import json
+import warnings
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import date, timedelta
@@ -14,18 +15,55 @@ from churn_assets.ingest.bronze import PARTITION_COLUMN
 from churn_assets.ingest.landing import Drop
 from churn_assets.resources.landing import LandingZone
 from churn_assets.resources.store import DateWindow, TableStore
+from churn_assets.settings import Settings
 
 DAILY_JOB = "churn_daily"
 # A first tick over a long history would otherwise queue hundreds of runs at once.
 MAX_RUNS_PER_TICK = 25
 
 
-def build_daily_job():
+LABELS_JOB = "churn_labels"
+LABELS_KEY = dg.AssetKey(["gold", "churn_labels"])
+FEATURES_KEY = dg.AssetKey(["gold", "customer_features"])
+
+
+def build_daily_job(deadline_checks=()):
     return dg.define_asset_job(
         DAILY_JOB,
-        selection=dg.AssetSelection.all(),
-        description="Everything in the graph for a day or a range of days (what `churn-assets run` runs).",
+        # Labels for day D need D+horizon's data: they run later, in their own job.
+        # Deadline checks judge today's clock, not the days run: their own sensor runs them.
+        selection=(dg.AssetSelection.all() - dg.AssetSelection.assets(LABELS_KEY))
+        - dg.AssetSelection.checks(*deadline_checks),
+        description="Bronze to gold features for a day or a range of days (what "
+        "`churn-assets run` runs first).",
     )
+
+
+def build_labels_job():
+    return dg.define_asset_job(
+        LABELS_JOB,
+        selection=dg.AssetSelection.assets(LABELS_KEY),
+        description="Churn labels for snapshot days whose label window has fully arrived.",
+    )
+
+
+def build_deadline_checks(settings: Settings) -> list[dg.AssetChecksDefinition]:
+    """"Yesterday's gold features exist by 06:00 UTC" (the time is configurable)."""
+    hour, minute = (int(p) for p in settings.freshness.gold_deadline.split(":"))
+    with warnings.catch_warnings():
+        # "Superseded" by FreshnessPolicy, which judges the asset, not yesterday's partition.
+        warnings.simplefilter("ignore", dg.SupersessionWarning)
+        return list(dg.build_time_partition_freshness_checks(
+            assets=[FEATURES_KEY], deadline_cron=f"{minute} {hour} * * *", timezone="UTC",
+            severity=dg.AssetCheckSeverity.WARN,
+        ))
+
+
+def build_deadline_sensor(checks: list[dg.AssetChecksDefinition]) -> dg.SensorDefinition:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.SupersessionWarning)
+        return dg.build_sensor_for_freshness_checks(
+            freshness_checks=checks, default_status=dg.DefaultSensorStatus.RUNNING)
 
 
 def plan_landing_runs(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 
@@ -157,6 +157,7 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from churn_assets.automation import LABELS_JOB
     from churn_assets.definitions import build_definitions, daily_partitions
     from churn_assets.runner import landing_range, persistent_instance, run_range
     from churn_assets.settings import Paths, load_settings
@@ -175,14 +176,30 @@ def _run(args: argparse.Namespace) -> int:
         quarantined = sum(v for k, v in chunk.rows.items() if "quarantine" in k)
         print(f"[{index}/{total}] {chunk.start} .. {chunk.end}  {chunk.seconds:5.1f}s  {rows}"
               f"  (quarantined {quarantined:,})", flush=True)
+        warned = [c.split(" ")[0] for c in chunk.failed_checks if "(WARN" in c]
         for check in chunk.failed_checks:
-            print(f"    failed check: {check}", flush=True)
+            if "(WARN" not in check:
+                print(f"    failed check: {check}", flush=True)
+        if warned:
+            print(f"    {len(warned)} warning(s): {', '.join(sorted(set(warned)))} "
+                  "(details in the UI)", flush=True)
 
+    horizon = settings.labels.horizon_days
+    labelled_through = last - timedelta(days=horizon)
     with persistent_instance() as instance:
         run_range(
             defs, daily_partitions(settings), first, last, instance,
             days_per_run=args.days_per_run, on_chunk=report,
         )
+        if labelled_through >= first:
+            print(f"churn labels for {first} .. {labelled_through} (horizon {horizon} days)")
+            run_range(
+                defs, daily_partitions(settings), first, labelled_through, instance,
+                days_per_run=args.days_per_run, on_chunk=report, job_name=LABELS_JOB,
+            )
+        else:
+            print(f"no churn labels yet: they need {horizon} days of data after a snapshot day "
+                  f"(data runs through {last}; [labels] horizon_days in settings.toml)")
     print(f"\ntables are under {paths.lake} (Delta; open with polars.scan_delta or deltalake)")
     print("see the runs, assets and checks in the UI: make ui  (http://127.0.0.1:3000)")
     return 0

@@ -7,7 +7,15 @@ import os
 import dagster as dg
 
 from churn_assets.assets.bronze import build_bronze_assets
-from churn_assets.automation import build_daily_job, build_landing_sensor
+from churn_assets.assets.gold import build_gold_assets
+from churn_assets.assets.silver import build_silver_assets
+from churn_assets.automation import (
+    build_daily_job,
+    build_deadline_checks,
+    build_deadline_sensor,
+    build_labels_job,
+    build_landing_sensor,
+)
 from churn_assets.resources import build_resources
 from churn_assets.settings import Paths, Settings, load_settings
 
@@ -27,10 +35,17 @@ def build_definitions(
     env = env or os.environ.get("CHURN_ENV") or "local"
     partitions_def = daily_partitions(settings)
     bronze = build_bronze_assets(partitions_def)
+    silver = build_silver_assets(partitions_def, settings)
+    gold = build_gold_assets(partitions_def, settings)
+    deadline_checks = build_deadline_checks(settings)
     return dg.Definitions(
-        assets=[*bronze],
-        jobs=[build_daily_job()],
-        sensors=[build_landing_sensor(partitions_def, bronze)],
+        assets=[*bronze, *silver, *gold],
+        asset_checks=deadline_checks,
+        jobs=[build_daily_job(deadline_checks), build_labels_job()],
+        sensors=[
+            build_landing_sensor(partitions_def, bronze),
+            build_deadline_sensor(deadline_checks),
+        ],
         resources=build_resources(env, paths),
         # Steps share one process: on a 2-core laptop a process per step costs more than it buys.
         executor=dg.in_process_executor,

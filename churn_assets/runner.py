@@ -87,11 +87,13 @@ def run_range(
     days_per_run: int = 31,
     on_chunk: Callable[[int, int, ChunkResult], None] | None = None,
     log_level: str = "WARNING",
+    job_name: str = DAILY_JOB,
 ) -> list[ChunkResult]:
-    """Run ``churn_daily`` over ``[first, last]``, one single-run backfill per chunk of days."""
+    """Run a job (``churn_daily`` by default) over ``[first, last]``, one single-run backfill per
+    chunk of days."""
     if last < first:
         raise RunError(f"--through {last} is before --from {first}")
-    job = defs.resolve_job_def(DAILY_JOB)
+    job = defs.resolve_job_def(job_name)
     for day in (first, last):
         if not partitions_def.has_partition_key(day.isoformat()):
             raise RunError(
@@ -120,7 +122,8 @@ def run_range(
         for evaluation in result.get_asset_check_evaluations():
             if not evaluation.passed:
                 chunk.failed_checks.append(
-                    f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
+                    f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name} "
+                    f"({evaluation.severity.value}: {evaluation.description or 'see the UI'})"
                 )
         results.append(chunk)
         if on_chunk:

@@ -71,10 +71,56 @@ class PartitionSettings(_Section):
     )
 
 
+class LabelSettings(_Section):
+    horizon_days: int = Field(
+        90, ge=1, le=730,
+        description="A customer churned on day D when no paid order follows in (D, D+horizon].",
+    )
+
+
+class CheckSettings(_Section):
+    """Thresholds of the data expectations (asset checks) on silver."""
+
+    # A broken export (a changed date or decimal format) rejects most rows; ordinary dirt a few.
+    max_reject_share: float = Field(
+        0.10, ge=0, le=1,
+        description="Share of a window's bronze rows that may be rejected before gold is stopped.",
+    )
+    # An orphan row still counts for its customer (known from payments, profile unknown), so a
+    # few only warn; a large share means ids no longer join across exports, which splits
+    # customers in two and poisons features.
+    max_orphan_share: float = Field(
+        0.10, ge=0, le=1,
+        description="Share of rows naming an unknown customer that only warns; above it, stops.",
+    )
+    max_days_ahead: int = Field(
+        1, ge=0, le=7,
+        description="How far (days) an event time may lie after the day it arrived (clock skew).",
+    )
+    volume_tolerance: float = Field(
+        0.5, gt=0,
+        description="Warn when a day's rows differ from the trailing 7-day mean by more than this.",
+    )
+
+
+class FreshnessSettings(_Section):
+    due_hours: int = Field(
+        6, ge=1, le=72,
+        description="Silver and gold are late this many hours after the day they cover ends.",
+    )
+    gold_deadline: str = Field(
+        "06:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
+        description="UTC time by which yesterday's gold partition must exist (HH:MM).",
+    )
+
+
 class Settings(_Section):
-    """Business settings. Later issues add sections (labels, model gate, risk bands, budget…)."""
+    """Business settings. Later issues add sections (model gate, risk bands, budget…)."""
 
     partitions: PartitionSettings = PartitionSettings()
+    labels: LabelSettings = LabelSettings()
+    checks: CheckSettings = CheckSettings()
+    freshness: FreshnessSettings = FreshnessSettings()
 
 
 class SettingsError(ValueError):

@@ -11,7 +11,7 @@ import pytest
 
 from churn_assets.definitions import build_definitions
 from churn_assets.runner import RANGE_END_TAG, RANGE_START_TAG
-from churn_assets.settings import Paths
+from churn_assets.settings import DOMAINS, Paths
 
 WORLD_START = date(2026, 1, 1)
 WORLD_DAYS = 12
@@ -58,3 +58,13 @@ def materialize_range(paths: Paths, first: date, last: date, instance, selection
         asset_selection=selection,
         raise_on_error=False,
     )
+
+
+BRONZE_KEYS = [
+    dg.AssetKey(["bronze", name]) for domain in DOMAINS for name in (domain, f"{domain}_quarantine")
+]
+
+
+def materialize_bronze(paths: Paths, first: date, last: date, instance):
+    """Only the bronze layer: for tests whose hand-written drops are not meant to reach silver."""
+    return materialize_range(paths, first, last, instance, selection=BRONZE_KEYS)

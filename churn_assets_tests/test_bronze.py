@@ -15,7 +15,7 @@ from churn_assets.ingest.bronze import PARTITION_COLUMN, contiguous_runs
 from churn_assets.ingest.columns import LATE_COLUMNS
 from churn_assets.ingest.landing import list_drops, write_drop
 from churn_assets.settings import DOMAINS, Paths
-from churn_assets_tests.conftest import WORLD_DAYS, WORLD_START, materialize_range
+from churn_assets_tests.conftest import WORLD_DAYS, WORLD_START, materialize_bronze
 
 LAST = WORLD_START + timedelta(days=WORLD_DAYS + 3)  # late records land after the last day
 
@@ -44,7 +44,7 @@ def ingested(dirty_world_template, tmp_path_factory):
     shutil.copytree(dirty_world_template, home)
     paths = Paths(home)
     with dg.instance_for_test() as instance:
-        result = materialize_range(paths, WORLD_START, LAST, instance)
+        result = materialize_bronze(paths, WORLD_START, LAST, instance)
         assert result.success
         logs = instance.all_logs(result.run_id)
     return paths, result, logs
@@ -53,7 +53,7 @@ def ingested(dirty_world_template, tmp_path_factory):
 @pytest.fixture
 def ingested_copy(dirty_world, instance):
     """A private ingested world for tests that change it."""
-    result = materialize_range(dirty_world, WORLD_START, LAST, instance)
+    result = materialize_bronze(dirty_world, WORLD_START, LAST, instance)
     assert result.success
     return dirty_world
 
@@ -98,7 +98,7 @@ def test_bronze_rows_carry_ingestion_metadata(ingested):
 def test_rerunning_a_range_does_not_duplicate(ingested_copy, instance):
     paths = ingested_copy
     before = {d: table(paths, f"bronze.{d}").height for d in DOMAINS}
-    result = materialize_range(paths, WORLD_START, LAST, instance)
+    result = materialize_bronze(paths, WORLD_START, LAST, instance)
     assert result.success
     assert {d: table(paths, f"bronze.{d}").height for d in DOMAINS} == before
 
@@ -113,7 +113,7 @@ def test_redrop_replaces_only_its_day(ingested_copy, instance):
     row = b",".join(b"x" for _ in head.split(b","))
     write_drop(paths.landing, "payments", day, {first_file.name: head + b"\n" + row + b"\n"})
 
-    assert materialize_range(paths, day, day, instance).success
+    assert materialize_bronze(paths, day, day, instance).success
     after = table(paths, "bronze.payments")
     assert after.filter(pl.col(PARTITION_COLUMN) == day).height == 1
     others = pl.col(PARTITION_COLUMN) != day
@@ -148,7 +148,7 @@ def test_absent_domains_are_empty_tables_not_errors(tmp_path, instance):
     write_drop(paths.landing, "payments", day, {
         "payments.csv": b"transaction_id,customer_id,amount,created_at\nt1,c1,1.5,2026-02-01T09:00:00Z\n"
     })
-    result = materialize_range(paths, day, day, instance)
+    result = materialize_bronze(paths, day, day, instance)
     assert result.success
     assert table(paths, "bronze.payments").height == 1
     for domain in ("customers", "events", "tickets", "marketing"):
@@ -161,7 +161,7 @@ def test_partial_drop_is_not_ingested(tmp_path, instance):
     folder = paths.landing / "payments" / day.isoformat()
     folder.mkdir(parents=True)
     (folder / "payments.csv").write_bytes(b"transaction_id,customer_id\nt1,c1\n")
-    result = materialize_range(paths, day, day, instance)
+    result = materialize_bronze(paths, day, day, instance)
     assert result.success
     assert table(paths, "bronze.payments").height == 0
 

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from churn_assets.assets.common import markdown_preview
 from churn_assets.ingest.bronze import (
     PARTITION_COLUMN,
     contiguous_runs,
@@ -18,7 +19,7 @@ from churn_assets.ingest.bronze import (
     empty_quarantine,
     ingest_drops,
 )
-from churn_assets.ingest.columns import COLUMNS, PII_COLUMNS
+from churn_assets.ingest.columns import COLUMNS
 from churn_assets.ingest.landing import DOMAIN_FORMATS
 from churn_assets.resources.landing import LandingZone
 from churn_assets.resources.store import DateWindow, TableStore
@@ -122,7 +123,7 @@ def build_bronze_asset(domain: str, partitions_def: dg.PartitionsDefinition) -> 
             totals["rows"] += store.count_rows(table, run, PARTITION_COLUMN)
             totals["quarantined"] += store.count_rows(quarantine_table, run, PARTITION_COLUMN)
         reconciled = totals["records"] == totals["rows"] + totals["quarantined"]
-        preview = store.read(table, window, PARTITION_COLUMN).head(5).collect()
+        preview = store.read(table, window, PARTITION_COLUMN)
 
         yield dg.MaterializeResult(
             asset_key=bronze_key(domain),
@@ -136,7 +137,7 @@ def build_bronze_asset(domain: str, partitions_def: dg.PartitionsDefinition) -> 
                 "batches": [d.batch_id for d in drops][:50],
                 "new_columns": sorted(new_columns),
                 "location": dg.MetadataValue.path(store.location(table)),
-                "preview": dg.MetadataValue.md(_markdown(preview.drop("_ingested_at", *PII_COLUMNS, strict=False))),
+                "preview": dg.MetadataValue.md(markdown_preview(preview)),
             },
         )
         yield dg.MaterializeResult(
@@ -166,13 +167,3 @@ def build_bronze_asset(domain: str, partitions_def: dg.PartitionsDefinition) -> 
 def build_bronze_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
     return [build_bronze_asset(domain, partitions_def) for domain in DOMAINS]
 
-
-def _markdown(frame) -> str:
-    # Metadata is shown to everyone with UI access: PII columns never reach it (dropped above).
-    if frame.height == 0:
-        return "_no rows_"
-    columns = frame.columns[:12]
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in frame.select(columns).iter_rows():
-        lines.append("| " + " | ".join("" if v is None else str(v)[:40] for v in row) + " |")
-    return "\n".join(lines)

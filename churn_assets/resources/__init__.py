@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from churn_assets.resources.delta import DeltaTableStore
 from churn_assets.resources.landing import LandingZone
+from churn_assets.resources.pii import PiiKey
 from churn_assets.settings import Paths
 
 ENVIRONMENTS = ("local",)
@@ -15,6 +16,7 @@ def build_resources(env: str, paths: Paths) -> dict[str, object]:
         return {
             "store": DeltaTableStore(root=str(paths.lake)),
             "landing": LandingZone(root=str(paths.landing)),
+            "pii": PiiKey.from_env(),
         }
     raise ValueError(
         f"CHURN_ENV={env!r} is not a known environment; this version supports: "

@@ -163,6 +163,11 @@ DUPLICATE_KINDS: tuple[str, ...] = ("same_batch", "earlier_day")
 DUPLICATE_SCHEMA: dict[str, nw.dtypes.DType] = {
     "natural_key": nw.String(), **LINEAGE, "duplicate_of": nw.String(),
 }
+# What silver stores of both, in one ``<domain>_exceptions`` table: kind is rejected | duplicate,
+# reason is the rejection reason or the duplicate kind.
+EXCEPTION_SCHEMA: dict[str, nw.dtypes.DType] = {
+    "natural_key": nw.String(), **LINEAGE, "kind": nw.String(), "reason": nw.String(),
+}
 
 for _domain, _kinds in KINDS.items():
     _raw = set(COLUMNS[_domain]) | set(LATE_COLUMNS.get(_domain, ()))

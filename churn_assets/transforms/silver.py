@@ -113,6 +113,17 @@ def clean(domain: str, bronze: Any, prior_keys: Any, pii_key: str) -> SilverResu
     return SilverResult(rows=rows, rejects=rejects, duplicates=duplicates)
 
 
+def exceptions_frame(rejects: Any, duplicates: Any) -> nw.LazyFrame | nw.DataFrame:
+    """``clean``'s rejects and duplicates as one ``EXCEPTION_SCHEMA`` frame."""
+    rejects, duplicates = nw.from_native(rejects), nw.from_native(duplicates)
+    lineage = [_cast(c, t) for c, t in LINEAGE.items()]
+    return nw.concat([
+        rejects.select("natural_key", *lineage, kind=nw.lit("rejected"), reason=nw.col("reason")),
+        duplicates.select("natural_key", *lineage, kind=nw.lit("duplicate"),
+                          reason=nw.concat_str(nw.lit("duplicate: "), nw.col("duplicate_of"))),
+    ])
+
+
 def _cast(column: str, dtype: nw.dtypes.DType) -> nw.Expr:
     """Cast to the contract type. Timestamps come typed from ``engine`` and are left alone:
     Spark reports them in the session time zone, which a cast to "UTC" would try to change."""

@@ -1,0 +1,290 @@
+"""Gold: point-in-time customer features, the incremental state behind them, and churn labels.
+
+Day D of ``gold/customer_features`` is computed from day D-1's ``gold/customer_state`` plus what
+became visible on D (``transforms/gold.py`` says exactly what that is), so a day costs the same at
+day 30 as at day 365. When D-1's state is missing (a first run that starts mid-history, or a
+deleted partition) the state is rebuilt from all history instead; both paths give the same rows.
+
+Reads are bounded by the silver check ``event_time_not_after_arrival``: no row is dated more
+than ``max_days_ahead`` after it arrived, so what becomes visible on D arrived in
+``[D - max_days_ahead, D]`` and the 90-day windows arrived in ``[D - 90 - max_days_ahead, D]``.
+That check is blocking: gold never runs on rows that would break this bound.
+"""
+
+
+from datetime import date, timedelta
+
+import dagster as dg
+import narwhals as nw
+
+from churn_assets.assets.common import CHUNK_DAYS, chunks, markdown_preview, on_upstream_change
+from churn_assets.assets.silver import freshness_policy, silver_key
+from churn_assets.assets.silver import table as silver_table
+from churn_assets.resources.store import DateWindow, TableStore
+from churn_assets.settings import DOMAINS, Settings
+from churn_assets.transforms import gold, labels
+from churn_assets.transforms.contracts import PARTITION_COLUMN as ARRIVAL
+from churn_assets.transforms.engine import materialize
+
+SNAPSHOT = "snapshot_date"
+ACTIVITY_DOMAINS = ("payments", "events", "tickets", "marketing")
+ACTIVITY, CATEGORIES = "gold.daily_activity", "gold.order_categories"
+STATE, STATE_CATEGORIES = "gold.customer_state", "gold.customer_categories"
+FEATURES, LABELS = "gold.customer_features", "gold.churn_labels"
+
+
+def key(table: str) -> dg.AssetKey:
+    return dg.AssetKey(table.split("."))
+
+
+def _window_mapping(days_before: int, days_after: int = 0) -> dg.TimeWindowPartitionMapping:
+    return dg.TimeWindowPartitionMapping(start_offset=-days_before, end_offset=days_after)
+
+
+def build_activity_asset(partitions_def, settings: Settings) -> dg.AssetsDefinition:
+    @dg.multi_asset(
+        name="gold_daily_activity",
+        specs=[
+            dg.AssetSpec(
+                key(ACTIVITY), deps=[silver_key(d) for d in ACTIVITY_DOMAINS], group_name="gold",
+                kinds={"polars", "delta"},
+                description="Silver rows summed per customer, event day and arrival day "
+                "(orders, revenue, sessions, offers, failed payments, refunds, last ticket): "
+                "the additive building block of every windowed feature. By arrival_date.",
+                automation_condition=on_upstream_change(),
+            ),
+            dg.AssetSpec(
+                key(CATEGORIES), deps=[silver_key("payments")], group_name="gold",
+                kinds={"polars", "delta"},
+                description="The categories of each customer's paid orders, by arrival_date.",
+                automation_condition=on_upstream_change(),
+            ),
+        ],
+        partitions_def=partitions_def,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+    )
+    def _activity(context: dg.AssetExecutionContext, store: TableStore):
+        window = DateWindow.from_time_window(context.partition_time_window)
+        for chunk in chunks(window, CHUNK_DAYS):
+            silver = {d: store.read(silver_table(d), chunk, ARRIVAL) for d in ACTIVITY_DOMAINS}
+            store.replace_window(
+                ACTIVITY, gold.daily_activity(**silver), chunk, ARRIVAL)
+            store.replace_window(
+                CATEGORIES, gold.paid_order_categories(silver["payments"]), chunk, ARRIVAL)
+        yield dg.MaterializeResult(asset_key=key(ACTIVITY), metadata={
+            "dagster/row_count": store.count_rows(ACTIVITY, window, ARRIVAL)})
+        yield dg.MaterializeResult(asset_key=key(CATEGORIES), metadata={
+            "dagster/row_count": store.count_rows(CATEGORIES, window, ARRIVAL)})
+
+    return _activity
+
+
+def build_features_asset(partitions_def, settings: Settings) -> dg.AssetsDefinition:
+    ahead = settings.checks.max_days_ahead
+    reach = gold.LONGEST_WINDOW_DAYS + ahead
+    partition_start = partitions_def.start.date()
+    previous_day = _window_mapping(1, -1)
+
+    @dg.multi_asset(
+        name="gold_customer_features",
+        specs=[
+            dg.AssetSpec(
+                key(STATE), group_name="gold", kinds={"polars", "delta"},
+                deps=[
+                    dg.AssetDep(key(STATE), partition_mapping=previous_day),
+                    dg.AssetDep(key(ACTIVITY), partition_mapping=_window_mapping(reach)),
+                    dg.AssetDep(key(CATEGORIES), partition_mapping=_window_mapping(ahead)),
+                    dg.AssetDep(silver_key("customers"), partition_mapping=_window_mapping(ahead)),
+                ],
+                description="Each customer's lifetime state as of the snapshot day: yesterday's "
+                "state plus what became visible today.",
+                automation_condition=on_upstream_change(),
+            ),
+            dg.AssetSpec(
+                key(STATE_CATEGORIES), group_name="gold", kinds={"polars", "delta"},
+                deps=[dg.AssetDep(key(STATE_CATEGORIES), partition_mapping=previous_day)],
+                description="The categories each customer has bought, as of the snapshot day.",
+                automation_condition=on_upstream_change(),
+            ),
+            dg.AssetSpec(
+                key(FEATURES), group_name="gold", kinds={"polars", "delta"},
+                deps=[
+                    key(STATE),
+                    dg.AssetDep(key(ACTIVITY), partition_mapping=_window_mapping(reach)),
+                    dg.AssetDep(silver_key("tickets"), partition_mapping=_window_mapping(reach)),
+                ],
+                description="One point-in-time row per known customer per day: the day's "
+                "partition uses only data that had arrived by the end of that day. Features of a "
+                "domain the business has not delivered yet are null, not zero.",
+                metadata={"columns": list(gold.FEATURE_SCHEMA)},
+                automation_condition=on_upstream_change(),
+                freshness_policy=freshness_policy(settings),
+            ),
+        ],
+        partitions_def=partitions_def,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+    )
+    def _features(context: dg.AssetExecutionContext, store: TableStore):
+        window = DateWindow.from_time_window(context.partition_time_window)
+        first_arrivals = {d: _first_arrival(store, silver_table(d)) for d in DOMAINS}
+        state, rebuilt = None, []
+        for chunk in chunks(window, CHUNK_DAYS):
+            # One read per chunk: the days' slices are cut from these in memory.
+            activity = _read(store, ACTIVITY, chunk, reach)
+            categories = _read(store, CATEGORIES, chunk, ahead)
+            customers = _read(store, silver_table("customers"), chunk, ahead)
+            tickets = _read(store, silver_table("tickets"), chunk, reach)
+            for day in chunk.days:
+                if state is None and day > partition_start:
+                    state = _stored_state(store, day - timedelta(days=1))
+                if state is None and day > partition_start:
+                    rebuilt.append(day.isoformat())
+                    log = context.log.warning if store.exists(STATE) else context.log.info
+                    log(f"no customer state for {day - timedelta(days=1)}: building {day}'s "
+                        "from all history")
+                    state = _rebuilt_state(store, day)
+                else:
+                    state = gold.advance_state(
+                        state, _arrived(activity, day, ahead), _arrived(categories, day, ahead),
+                        _arrived(customers, day, ahead), day)
+                state = gold.CustomerState(*(materialize(nw.from_native(f)).to_native()
+                                             for f in state))
+                absent = {d for d, first in first_arrivals.items() if first is None or first > day}
+                features = gold.features(
+                    state, _arrived(activity, day, reach), _arrived(tickets, day, reach), day,
+                    absent)
+                one_day = DateWindow.day(day)
+                store.replace_window(STATE, state.profiles, one_day, SNAPSHOT)
+                store.replace_window(STATE_CATEGORIES, state.categories, one_day, SNAPSHOT)
+                store.replace_window(FEATURES, features, one_day, SNAPSHOT)
+            context.log.info(f"gold features {chunk} written")
+
+        yield dg.MaterializeResult(asset_key=key(STATE), metadata={
+            "dagster/row_count": store.count_rows(STATE, window, SNAPSHOT),
+            "rebuilt_from_history": rebuilt})
+        yield dg.MaterializeResult(asset_key=key(STATE_CATEGORIES), metadata={
+            "dagster/row_count": store.count_rows(STATE_CATEGORIES, window, SNAPSHOT)})
+        yield dg.MaterializeResult(asset_key=key(FEATURES), metadata={
+            "dagster/row_count": store.count_rows(FEATURES, window, SNAPSHOT),
+            "absent_domains_on_last_day": sorted(absent),
+            "location": dg.MetadataValue.path(store.location(FEATURES)),
+            "preview": dg.MetadataValue.md(
+                markdown_preview(store.read(FEATURES, DateWindow.day(day), SNAPSHOT))),
+        })
+
+    return _features
+
+
+def build_labels_asset(partitions_def, settings: Settings) -> dg.AssetsDefinition:
+    horizon = settings.labels.horizon_days
+    ahead = settings.checks.max_days_ahead
+    label_window = _window_mapping(0, horizon)
+
+    @dg.asset(
+        key=key(LABELS),
+        group_name="gold",
+        kinds={"polars", "delta"},
+        deps=[
+            key(FEATURES),
+            dg.AssetDep(silver_key("payments"), partition_mapping=label_window),
+            dg.AssetDep(silver_key("customers"), partition_mapping=label_window),
+        ],
+        description=f"For snapshot day D: churned = no paid order in (D, D+{horizon}] or an "
+        "explicit cancellation in it. Materializable once data up to D+horizon has arrived.",
+        metadata={"horizon_days": horizon},
+        partitions_def=partitions_def,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        automation_condition=on_upstream_change(),
+    )
+    def churn_labels(context: dg.AssetExecutionContext, store: TableStore):
+        window = DateWindow.from_time_window(context.partition_time_window)
+        latest = _last_arrival(store, silver_table("payments"))
+        waiting = [d for d in window.days if not labels.labels_available(latest, d, horizon)]
+        if waiting:
+            raise dg.Failure(
+                description=(
+                    f"labels for {waiting[0]}..{waiting[-1]} need data through "
+                    f"{labels.label_window_end(waiting[-1], horizon)} (horizon {horizon} days, "
+                    f"[labels] horizon_days in settings.toml); silver.payments has arrived through "
+                    f"{latest or 'nothing yet'}. Materialize labels only up to "
+                    f"{(latest - timedelta(days=horizon)) if latest else 'a later date'}."
+                ),
+                metadata={"waiting_days": len(waiting), "latest_arrival": str(latest)},
+            )
+        since = DateWindow(window.start - timedelta(days=ahead), latest + timedelta(days=1))
+        payments = materialize(nw.from_native(store.read(
+            silver_table("payments"), since, ARRIVAL,
+            columns=["customer_id", "transaction_type", "status", "event_date"]))).to_native()
+        customers = materialize(nw.from_native(store.read(
+            silver_table("customers"), since, ARRIVAL,
+            columns=["customer_id", "cancelled_at"]))).to_native()
+        for day in window.days:
+            known = store.read(FEATURES, DateWindow.day(day), SNAPSHOT, columns=["customer_id"])
+            frame = labels.churn_labels(known, payments, customers, day, horizon)
+            store.replace_window(LABELS, frame, DateWindow.day(day), SNAPSHOT)
+        counted = nw.from_native(store.read(LABELS, window, SNAPSHOT, columns=["churned"]))
+        summary = counted.select(
+            nw.len().alias("rows"), nw.col("churned").sum().alias("churned")).lazy().collect()
+        rows, churned = int(summary["rows"][0]), int(summary["churned"][0] or 0)
+        return dg.MaterializeResult(metadata={
+            "dagster/row_count": rows,
+            "churn_rate": round(churned / rows, 4) if rows else None,
+            "data_through": str(latest),
+        })
+
+    return churn_labels
+
+
+def _read(store: TableStore, table: str, chunk: DateWindow, days_before: int):
+    window = DateWindow(chunk.start - timedelta(days=days_before), chunk.end)
+    return materialize(nw.from_native(store.read(table, window, ARRIVAL))).to_native()
+
+
+def _arrived(frame, day: date, days_before: int):
+    """Rows of a chunk's read that arrived in ``[day - days_before, day]``."""
+    start = nw.lit(day - timedelta(days=days_before), dtype=nw.Date())
+    return nw.from_native(frame).filter(
+        (nw.col(ARRIVAL) >= start) & (nw.col(ARRIVAL) <= nw.lit(day, dtype=nw.Date()))
+    ).to_native()
+
+
+def _stored_state(store: TableStore, day: date) -> gold.CustomerState | None:
+    if not (store.exists(STATE) and store.exists(STATE_CATEGORIES)):
+        return None
+    window = DateWindow.day(day)
+    profiles = materialize(nw.from_native(store.read(STATE, window, SNAPSHOT)))
+    if profiles.select(nw.len()).collect().item() == 0:
+        return None
+    categories = materialize(nw.from_native(store.read(STATE_CATEGORIES, window, SNAPSHOT)))
+    return gold.CustomerState(profiles.to_native(), categories.to_native())
+
+
+def _rebuilt_state(store: TableStore, day: date) -> gold.CustomerState:
+    everything = DateWindow(date(1970, 1, 1), day + timedelta(days=1))
+    return gold.customer_state_as_of(
+        store.read(ACTIVITY, everything, ARRIVAL), store.read(CATEGORIES, everything, ARRIVAL),
+        store.read(silver_table("customers"), everything, ARRIVAL), day)
+
+
+def _first_arrival(store: TableStore, table: str) -> date | None:
+    return _arrival_bound(store, table, "min")
+
+
+def _last_arrival(store: TableStore, table: str) -> date | None:
+    return _arrival_bound(store, table, "max")
+
+
+def _arrival_bound(store: TableStore, table: str, how: str) -> date | None:
+    if not store.exists(table):
+        return None
+    column = nw.col(ARRIVAL)
+    frame = nw.from_native(store.read(table, columns=[ARRIVAL]))
+    return frame.select(getattr(column, how)()).lazy().collect().item()
+
+
+def build_gold_assets(partitions_def, settings: Settings) -> list[dg.AssetsDefinition]:
+    return [
+        build_activity_asset(partitions_def, settings),
+        build_features_asset(partitions_def, settings),
+        build_labels_asset(partitions_def, settings),
+    ]

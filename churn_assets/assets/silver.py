@@ -1,0 +1,228 @@
+"""Silver: one daily-partitioned asset per domain, typed, deduplicated and PII-masked.
+
+Each domain's asset also owns ``silver/<domain>_exceptions``: every bronze row that is not a silver
+row, with why (rejected, and the reason; or a duplicate, and of what). Its checks are the data
+expectations; those whose failure would poison features are blocking, so gold does not run on
+bad data in the same run. Rows are partitioned by the day they arrived (``arrival_date``), so a
+late record lands in the day it arrived and no past partition changes.
+"""
+
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import dagster as dg
+import narwhals as nw
+
+from churn_assets.assets.bronze import bronze_key
+from churn_assets.assets.common import (
+    CHUNK_DAYS,
+    chunks,
+    markdown_preview,
+    on_upstream_change,
+    outcome_result,
+)
+from churn_assets.ingest.bronze import PARTITION_COLUMN as BRONZE_PARTITION
+from churn_assets.resources.pii import PiiKey
+from churn_assets.resources.store import DateWindow, TableStore
+from churn_assets.settings import DOMAINS, Settings
+from churn_assets.transforms import expectations
+from churn_assets.transforms.contracts import NATURAL_KEYS, PARTITION_COLUMN
+from churn_assets.transforms.silver import clean, exceptions_frame
+
+# check name -> (blocking, what it guards)
+CHECKS: dict[str, tuple[bool, str]] = {
+    "keys_unique_and_present": (True, "Natural keys are never null and occur once."),
+    "values_in_range": (True, "Amounts, quantities, CSAT and enums obey the contract's rules."),
+    "schema_matches_contract": (True, "Columns and types are exactly the written contract."),
+    "reconciled_with_bronze": (
+        True, "Every bronze row is a silver row, a rejected row or a duplicate, with counts."),
+    "reject_share": (True, "Few enough bronze rows were rejected (a broken export stops gold)."),
+    "event_time_not_after_arrival": (
+        True, "No event is dated after the day it arrived (beyond the allowed clock skew)."),
+    "references_known_customers": (
+        True, "Rows name customers known to silver.customers (a few orphans only warn)."),
+    "volume_vs_trailing_mean": (False, "Rows per day stay near the trailing 7-day mean (warns)."),
+}
+VOLUME_DAYS = 7
+
+
+def silver_key(domain: str) -> dg.AssetKey:
+    return dg.AssetKey(["silver", domain])
+
+
+def exceptions_key(domain: str) -> dg.AssetKey:
+    return dg.AssetKey(["silver", f"{domain}_exceptions"])
+
+
+def table(domain: str) -> str:
+    return f"silver.{domain}"
+
+
+def build_silver_asset(
+    domain: str, partitions_def: dg.TimeWindowPartitionsDefinition, settings: Settings
+) -> dg.AssetsDefinition:
+    checks = {
+        name: spec for name, spec in CHECKS.items()
+        if not (domain == "customers" and name == "references_known_customers")
+    }
+    # Orphan checks need the customers that arrived up to the same day: silver customers first.
+    deps = [bronze_key(domain)] + ([silver_key("customers")] if domain != "customers" else [])
+    rules = settings.checks
+    partition_start = partitions_def.start.date()
+
+    @dg.multi_asset(
+        name=f"silver_{domain}",
+        specs=[
+            dg.AssetSpec(
+                silver_key(domain),
+                deps=deps,
+                group_name="silver",
+                kinds={"polars", "delta"},
+                description=(
+                    f"{domain}: typed to the contract (transforms/contracts.py), UTC, one row per "
+                    "natural key from the day it first arrived, email/phone as keyed hashes, "
+                    "names dropped. Partitioned by arrival_date."
+                ),
+                metadata={"natural_key": list(NATURAL_KEYS[domain])},
+                automation_condition=on_upstream_change(),
+                freshness_policy=freshness_policy(settings),
+            ),
+            dg.AssetSpec(
+                exceptions_key(domain),
+                deps=[bronze_key(domain)],
+                group_name="silver",
+                kinds={"polars", "delta"},
+                description=f"{domain} bronze rows that are not silver rows: rejected (with the "
+                "reason) or duplicates (of what), with their file and line.",
+                skippable=True,
+            ),
+        ],
+        check_specs=[
+            dg.AssetCheckSpec(name, asset=silver_key(domain), blocking=blocking, description=text)
+            for name, (blocking, text) in checks.items()
+        ],
+        partitions_def=partitions_def,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+    )
+    def _silver(context: dg.AssetExecutionContext, store: TableStore, pii: PiiKey):
+        window = DateWindow.from_time_window(context.partition_time_window)
+        rows_table, exceptions_table = table(domain), f"silver.{domain}_exceptions"
+        for chunk in chunks(window, CHUNK_DAYS):
+            bronze = store.read(f"bronze.{domain}", chunk, BRONZE_PARTITION)
+            prior = None
+            if store.exists(rows_table) and chunk.start > partition_start:
+                prior = store.read(
+                    rows_table, DateWindow(partition_start, chunk.start), PARTITION_COLUMN,
+                    columns=list(NATURAL_KEYS[domain]),
+                )
+            result = clean(domain, bronze, prior, pii.key)
+            store.replace_window(
+                rows_table, result.rows.to_native(), chunk, PARTITION_COLUMN,
+                allow_new_columns=domain == "customers",
+            )
+            store.replace_window(
+                exceptions_table,
+                exceptions_frame(result.rejects, result.duplicates).to_native(),
+                chunk, PARTITION_COLUMN,
+            )
+            context.log.info(f"silver {domain} {chunk} written")
+
+        rows = store.read(rows_table, window, PARTITION_COLUMN)
+        exceptions = nw.from_native(store.read(exceptions_table, window, PARTITION_COLUMN))
+        counts = _counts(exceptions)
+        bronze_rows = store.count_rows(f"bronze.{domain}", window, BRONZE_PARTITION)
+        silver_rows = store.count_rows(rows_table, window, PARTITION_COLUMN)
+
+        yield dg.MaterializeResult(
+            asset_key=silver_key(domain),
+            metadata={
+                "dagster/row_count": silver_rows,
+                "bronze_rows": bronze_rows,
+                "rejected_rows": counts["rejected"],
+                "duplicate_rows": counts["duplicate"],
+                "location": dg.MetadataValue.path(store.location(rows_table)),
+                "preview": dg.MetadataValue.md(markdown_preview(rows)),
+            },
+        )
+        yield dg.MaterializeResult(
+            asset_key=exceptions_key(domain),
+            metadata={
+                "dagster/row_count": counts["rejected"] + counts["duplicate"],
+                "reasons": dg.MetadataValue.json(_top_reasons(exceptions)),
+                "location": dg.MetadataValue.path(store.location(exceptions_table)),
+            },
+        )
+        yield from _check_results(
+            domain, checks, store, rows, window, partition_start, rules,
+            bronze_rows=bronze_rows, silver_rows=silver_rows, counts=counts,
+        )
+
+    return _silver
+
+
+def _check_results(domain, checks, store, rows, window, partition_start, rules, *, bronze_rows,
+                   silver_rows, counts) -> Iterator[dg.AssetCheckResult]:
+    outcomes = {
+        "keys_unique_and_present": expectations.keys_unique_and_present(domain, rows),
+        "values_in_range": expectations.values_in_range(domain, rows),
+        "schema_matches_contract": expectations.schema_matches_contract(domain, rows),
+        "reconciled_with_bronze": expectations.reconciled_with_bronze(
+            bronze_rows, silver_rows, counts["rejected"], counts["duplicate"]),
+        "reject_share": expectations.reject_share(
+            counts["rejected"], bronze_rows, max_share=rules.max_reject_share),
+        "event_time_not_after_arrival": expectations.event_time_not_after_arrival(
+            domain, rows, max_days_ahead=rules.max_days_ahead),
+        "volume_vs_trailing_mean": _volume(store, domain, window, partition_start, rules),
+    }
+    if "references_known_customers" in checks:
+        known = (
+            store.read(table("customers"), DateWindow(partition_start, window.end),
+                       PARTITION_COLUMN, columns=["customer_id"])
+            if store.exists(table("customers")) else None
+        )
+        outcomes["references_known_customers"] = expectations.references_known_customers(
+            domain, rows, known, max_orphan_share=rules.max_orphan_share)
+    for name in checks:
+        yield outcome_result(silver_key(domain), name, outcomes[name])
+
+
+def _volume(store, domain, window, partition_start, rules) -> expectations.Outcome:
+    """The window's last day against the days before it (the day a daily run adds)."""
+    start = max(partition_start, window.end - timedelta(days=VOLUME_DAYS + 1))
+    per_day = (
+        nw.from_native(store.read(table(domain), DateWindow(start, window.end), PARTITION_COLUMN,
+                                  columns=[PARTITION_COLUMN]))
+        .group_by(PARTITION_COLUMN).agg(nw.len().alias("rows")).lazy().collect()
+    )
+    counts = dict(zip(per_day[PARTITION_COLUMN].to_list(), per_day["rows"].to_list(), strict=True))
+    last = window.end - timedelta(days=1)
+    previous = [counts.get(last - timedelta(days=k), 0) for k in range(1, VOLUME_DAYS + 1)
+                if last - timedelta(days=k) >= partition_start]
+    return expectations.volume_vs_trailing_mean(
+        counts.get(last, 0), previous, tolerance=rules.volume_tolerance)
+
+
+def _counts(exceptions: nw.LazyFrame) -> dict[str, int]:
+    per_kind = exceptions.group_by("kind").agg(nw.len().alias("n")).lazy().collect()
+    found = dict(zip(per_kind["kind"].to_list(), per_kind["n"].to_list(), strict=True))
+    return {"rejected": int(found.get("rejected", 0)), "duplicate": int(found.get("duplicate", 0))}
+
+
+def _top_reasons(exceptions: nw.LazyFrame, limit: int = 20) -> dict[str, int]:
+    top = (
+        exceptions.group_by("reason").agg(nw.len().alias("n"))
+        .sort("n", descending=True).head(limit).lazy().collect()
+    )
+    return dict(zip(top["reason"].to_list(), top["n"].to_list(), strict=True))
+
+
+def freshness_policy(settings: Settings) -> dg.FreshnessPolicy:
+    # A day's partition can only exist after the day ends; it is late `due_hours` after that.
+    due = timedelta(hours=24 + settings.freshness.due_hours)
+    return dg.FreshnessPolicy.time_window(fail_window=due, warn_window=timedelta(hours=24))
+
+
+def build_silver_assets(partitions_def, settings: Settings) -> list[dg.AssetsDefinition]:
+    return [build_silver_asset(domain, partitions_def, settings) for domain in DOMAINS]
+

@@ -1,0 +1,383 @@
+"""What each data expectation on silver concludes: pure functions, no Dagster, no I/O.
+
+Frame checks take native frames (Polars or PySpark) and are written once in narwhals; they
+collect only counts and at most ``MAX_EXAMPLES`` keys. Examples name rows by natural key (or
+by file and row number when the key itself is missing), never by personal data: no check reads
+a hashed or extra attribute column. The Dagster asset checks turn an ``Outcome`` into an
+``AssetCheckResult``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+import narwhals as nw
+
+from churn_assets.transforms.contracts import (
+    KEEPS_EXTRA_COLUMNS,
+    LINEAGE,
+    NATURAL_KEYS,
+    PARTITION_COLUMN,
+    SILVER_SCHEMAS,
+    VALUE_RULES,
+    Rule,
+)
+from churn_assets.transforms.dates import epoch_day
+from churn_assets.transforms.engine import backend
+
+ERROR, WARN = "ERROR", "WARN"
+MAX_EXAMPLES = 5
+# Rows whose key is missing are named by where they came from instead.
+ROW_REF = ("_source_file", "_row_number")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    passed: bool
+    severity: str  # "ERROR" or "WARN": what the check reports if it fails
+    description: str
+    metadata: dict[str, object]
+
+
+def keys_unique_and_present(domain: str, rows: Any) -> Outcome:
+    """Every natural key complete and occurring once: gold and dedupe rely on it."""
+    frame, keys = _lazy(rows), list(_keys(domain))
+    null_key = nw.any_horizontal(*[nw.col(k).is_null() for k in keys], ignore_nulls=False)
+    total, null_keys = _counts(frame, nw.len(), _count(null_key))
+    repeated = (
+        frame.filter(~null_key)
+        .group_by(*keys)
+        .agg(nw.len().alias("__copies"))
+        .filter(nw.col("__copies") > 1)
+    )
+    (duplicate_keys,) = _counts(repeated, nw.len())
+    examples = _examples(repeated, keys) if duplicate_keys else []
+    null_rows = _examples(frame.filter(null_key), ROW_REF) if null_keys else []
+    problems = []
+    if duplicate_keys:
+        problems.append(f"{duplicate_keys} key(s) occur more than once (e.g. {_list(examples)})")
+    if null_keys:
+        problems.append(f"{null_keys} row(s) have a null key part (e.g. {_list(null_rows)}, as file|row)")
+    key_name = " + ".join(keys)
+    if problems:
+        description = f"silver.{domain} ({key_name}): " + "; ".join(problems)
+    else:
+        description = f"All {total} silver.{domain} rows have a unique, complete {key_name}"
+    return Outcome(
+        passed=not problems,
+        severity=ERROR,
+        description=description,
+        metadata={
+            "rows": total, "null_keys": null_keys, "duplicate_keys": duplicate_keys,
+            "examples": examples, "null_key_rows": null_rows,
+        },
+    )
+
+
+def values_in_range(domain: str, rows: Any) -> Outcome:
+    """Every non-null value obeys ``VALUE_RULES[domain]`` (clean rejects such rows, so a
+    violation means silver was written by something else, or the rules changed)."""
+    frame, keys = _lazy(rows), _keys(domain)
+    broken = {
+        column: nw.any_horizontal(*[_breaks(column, r) for r in rules], ignore_nulls=True)
+        for column, rules in VALUE_RULES[domain].items()
+    }
+    if not broken:
+        return Outcome(True, ERROR, f"silver.{domain} has no value rules", {"violations": {}})
+    counts = dict(zip(broken, _counts(frame, *[_count(b) for b in broken.values()]), strict=True))
+    violations = {
+        column: {
+            "count": n,
+            "rule": "; ".join(_rule_text(column, r) for r in VALUE_RULES[domain][column]),
+            "examples": _examples(frame.filter(broken[column]), keys),
+        }
+        for column, n in counts.items()
+        if n
+    }
+    if not violations:
+        rules = ", ".join(broken)
+        return Outcome(True, ERROR, f"silver.{domain} values obey their rules ({rules})",
+                       {"violations": {}})
+    parts = [
+        f"{v['count']} break '{v['rule']}' (e.g. {_list(v['examples'])})"
+        for v in violations.values()
+    ]
+    return Outcome(
+        False, ERROR, f"silver.{domain} has values out of range: " + "; ".join(parts),
+        {"violations": violations},
+    )
+
+
+def schema_matches_contract(domain: str, rows: Any) -> Outcome:
+    """Columns and types as ``SILVER_SCHEMAS[domain]``, in order; a customer import's own
+    attribute columns may sit as text between the contract columns and the lineage."""
+    _keys(domain)
+    frame = _lazy(rows)
+    actual = dict(frame.collect_schema())
+    expected = SILVER_SCHEMAS[domain]
+    on_spark = backend(frame) == "spark"
+    extras = [c for c in actual if c not in expected] if domain in KEEPS_EXTRA_COLUMNS else []
+    missing = [c for c in expected if c not in actual]
+    unexpected = [c for c in actual if c not in expected and c not in extras]
+    wrong_type = [
+        f"{c}: {actual[c]} (expected {want})"
+        for c, want in [*expected.items(), *[(e, nw.String()) for e in extras]]
+        if c in actual and not _same_type(actual[c], want, on_spark)
+    ]
+    order = [
+        *[c for c in expected if c in actual and c not in LINEAGE],
+        *extras,
+        *[c for c in LINEAGE if c in actual],
+    ]
+    in_order = [c for c in actual if c in order] == order
+    problems = [
+        f"{label} {_list(names)}"
+        for label, names in (("missing", missing), ("unexpected", unexpected),
+                             ("wrong type", wrong_type))
+        if names
+    ]
+    if not in_order:
+        problems.append("columns out of contract order (contract, extra text, lineage)")
+    description = (
+        f"silver.{domain} does not match its contract: " + "; ".join(problems)
+        if problems
+        else f"silver.{domain} has its contract's {len(expected)} columns and types"
+        + (f" plus {len(extras)} extra text column(s)" if extras else "")
+    )
+    return Outcome(
+        passed=not problems,
+        severity=ERROR,
+        description=description,
+        metadata={
+            "missing": missing, "unexpected": unexpected, "wrong_type": wrong_type,
+            "in_order": in_order,
+        },
+    )
+
+
+def references_known_customers(
+    domain: str, rows: Any, known_customer_ids: Any, *, max_orphan_share: float = 0.01
+) -> Outcome:
+    """Rows whose ``customer_id`` is not (yet) in silver.customers. A few are normal (a
+    customer export running a day behind); many mean broken ids."""
+    _keys(domain)
+    if domain == "customers":
+        return Outcome(True, WARN, "silver.customers references no other table", {})
+    frame = _lazy(rows)
+    known = _on_engine_of(_lazy(known_customer_ids), frame).select("customer_id").unique()
+    orphans = (
+        frame.join(known, on="customer_id", how="anti")
+        .group_by("customer_id")
+        .agg(nw.len().alias("__rows"))
+    )
+    (total,) = _counts(frame, nw.len())
+    orphan_rows, orphan_customers = _counts(orphans, nw.col("__rows").sum(), nw.len())
+    share = orphan_rows / total if total else 0.0
+    examples = (
+        _examples(orphans.filter(~nw.col("customer_id").is_null()), ["customer_id"])
+        if orphan_rows
+        else []
+    )
+    metadata: dict[str, object] = {
+        "orphan_rows": orphan_rows, "orphan_customers": orphan_customers,
+        "orphan_share": round(share, 6), "examples": examples,
+    }
+    severity = WARN if share <= max_orphan_share else ERROR
+    if not orphan_rows:
+        return Outcome(True, severity, f"All {total} silver.{domain} rows reference known "
+                       "customers", metadata)
+    return Outcome(
+        False, severity,
+        f"{orphan_rows} of {total} silver.{domain} rows ({share:.1%}; tolerated "
+        f"{max_orphan_share:.1%}) reference {orphan_customers} customer(s) not in "
+        f"silver.customers (e.g. {_list(examples)})",
+        metadata,
+    )
+
+
+def event_time_not_after_arrival(domain: str, rows: Any, *, max_days_ahead: int = 1) -> Outcome:
+    """Rows dated after the day they arrived. Gold reads each day's new rows by arrival and
+    event date within a bounded window, so rows far in the future would be missed."""
+    frame, keys = _lazy(rows), _keys(domain)
+    ahead = epoch_day("event_date") - epoch_day(PARTITION_COLUMN)
+    frame = frame.with_columns(ahead.alias("__ahead"))
+    rows_ahead, too_far, most = _counts(
+        frame,
+        _count(nw.col("__ahead") > 0),
+        _count(nw.col("__ahead") > max_days_ahead),
+        nw.col("__ahead").max(),
+    )
+    # The rows past the tolerance are the ones to look at first.
+    worst = nw.col("__ahead") > (max_days_ahead if too_far else 0)
+    examples = _examples(frame.filter(worst), keys) if rows_ahead else []
+    metadata: dict[str, object] = {
+        "rows_ahead": rows_ahead, "rows_too_far_ahead": too_far,
+        "most_days_ahead": max(most, 0), "examples": examples,
+    }
+    if not rows_ahead:
+        return Outcome(True, WARN, f"No silver.{domain} row is dated after its arrival day",
+                       metadata)
+    return Outcome(
+        False, ERROR if too_far else WARN,
+        f"{rows_ahead} silver.{domain} row(s) are dated after the day they arrived, "
+        f"{too_far} by more than the tolerated {max_days_ahead} day(s) (at most {most}; "
+        f"e.g. {_list(examples)}): check the source's clock",
+        metadata,
+    )
+
+
+def volume_vs_trailing_mean(
+    today_rows: int,
+    previous_daily_rows: Sequence[int],
+    *,
+    tolerance: float = 0.5,
+    min_history: int = 3,
+) -> Outcome:
+    """A day far from the recent mean is worth a look, not a stop: volumes do swing."""
+    history = list(previous_daily_rows)
+    mean = sum(history) / len(history) if history else None
+    ratio = today_rows / mean if mean else None
+    metadata: dict[str, object] = {
+        "rows": today_rows, "trailing_mean": None if mean is None else round(mean, 2),
+        "ratio": None if ratio is None else round(ratio, 4), "days_compared": len(history),
+    }
+    if mean is None or len(history) < min_history:
+        return Outcome(True, WARN, f"{today_rows} rows; only {len(history)} earlier day(s), "
+                       f"volume is compared from {min_history} on", metadata)
+    low, high = mean * (1 - tolerance), mean * (1 + tolerance)
+    passed = low <= today_rows <= high
+    verdict = "within" if passed else "outside"
+    return Outcome(
+        passed, WARN,
+        f"{today_rows} rows, {verdict} ±{tolerance:.0%} of the {len(history)}-day mean "
+        f"{mean:.1f} ({low:.1f}..{high:.1f})",
+        metadata,
+    )
+
+
+def reconciled_with_bronze(bronze_rows: int, silver_rows: int, rejected: int,
+                           duplicates: int) -> Outcome:
+    """Every bronze row of the window lands in exactly one of silver, rejects, duplicates."""
+    difference = bronze_rows - (silver_rows + rejected + duplicates)
+    metadata: dict[str, object] = {
+        "bronze_rows": bronze_rows, "silver_rows": silver_rows, "rejected": rejected,
+        "duplicates": duplicates, "difference": difference,
+    }
+    counts = f"{silver_rows} silver + {rejected} rejected + {duplicates} duplicates"
+    if difference == 0:
+        return Outcome(True, ERROR, f"{bronze_rows} bronze rows = {counts}", metadata)
+    lost = "lost" if difference > 0 else "counted twice"
+    return Outcome(False, ERROR, f"{bronze_rows} bronze rows != {counts}: {abs(difference)} "
+                   f"row(s) {lost}; rerun the window", metadata)
+
+
+def reject_share(rejected: int, bronze_rows: int, *, max_share: float = 0.05) -> Outcome:
+    """Many rejects at once point at a broken export (say, every amount with a decimal comma)
+    rather than at a few bad rows."""
+    share = rejected / bronze_rows if bronze_rows else 0.0
+    metadata: dict[str, object] = {
+        "rejected": rejected, "bronze_rows": bronze_rows, "share": round(share, 6),
+    }
+    passed = share <= max_share
+    description = f"{rejected} of {bronze_rows} bronze rows rejected ({share:.1%}"
+    if passed:
+        return Outcome(True, ERROR, description + f", at most {max_share:.1%} tolerated)",
+                       metadata)
+    return Outcome(False, ERROR, description + f", more than {max_share:.1%}): check the "
+                   "export's format before rerunning; the reasons are in the rejects table",
+                   metadata)
+
+
+def _keys(domain: str) -> tuple[str, ...]:
+    if domain not in NATURAL_KEYS:
+        raise ValueError(f"unknown domain {domain!r}; expected one of {', '.join(NATURAL_KEYS)}")
+    return NATURAL_KEYS[domain]
+
+
+def _lazy(native: Any) -> nw.LazyFrame:
+    frame = nw.from_native(native)
+    return frame.lazy() if isinstance(frame, nw.DataFrame) else frame
+
+
+def _on_engine_of(frame: nw.LazyFrame, like: nw.LazyFrame) -> nw.LazyFrame:
+    """Known ids may come from another engine than the rows (an eager Polars frame next to a
+    Spark window): bring them over rather than fail (one small column)."""
+    if frame.implementation == like.implementation:
+        return frame
+    arrow = frame.select("customer_id").collect(backend="pyarrow").to_arrow()
+    if backend(like) == "spark":
+        return nw.from_native(like.to_native().sparkSession.createDataFrame(arrow))
+    return nw.from_native(arrow).lazy(backend="polars")
+
+
+def _count(condition: nw.Expr) -> nw.Expr:
+    # Spark cannot sum booleans; a null condition counts as false on both engines.
+    return nw.when(condition).then(nw.lit(1, dtype=nw.Int64)).otherwise(nw.lit(0)).sum()
+
+
+def _counts(frame: nw.LazyFrame, *exprs: nw.Expr) -> list[int]:
+    """One small aggregate row as ints (Spark sums nothing to null, Polars to 0)."""
+    row = frame.select(*[e.alias(f"__c{i}") for i, e in enumerate(exprs)]).collect().row(0)
+    return [int(v or 0) for v in row]
+
+
+def _examples(frame: nw.LazyFrame, columns: Sequence[str]) -> list[str]:
+    """Up to ``MAX_EXAMPLES`` distinct keys as text (parts joined by '|'), smallest first so
+    both engines name the same ones."""
+    columns = list(columns)
+    top = frame.select(*columns).unique().sort(*columns, nulls_last=True).head(MAX_EXAMPLES)
+    return ["|".join(_text(v) for v in row) for row in top.collect().rows()]
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        stamp = value.astimezone(UTC) if value.tzinfo else value
+        return stamp.replace(tzinfo=None).isoformat() + "Z"
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
+
+
+def _list(values: Sequence[str]) -> str:
+    return ", ".join(values)
+
+
+def _same_type(actual: nw.dtypes.DType, expected: nw.dtypes.DType, on_spark: bool) -> bool:
+    # A Spark timestamp is an instant whatever its session time zone; Polars states the zone.
+    if on_spark and isinstance(expected, nw.Datetime):
+        return isinstance(actual, nw.Datetime) and actual.time_zone is not None
+    return actual == expected
+
+
+def _breaks(column: str, rule: Rule) -> nw.Expr:
+    """True where a non-null value breaks ``rule`` (null where the rule does not apply)."""
+    value = nw.col(column)
+    applies = ~value.is_null()
+    if rule.only_if is not None:
+        other, expected = rule.only_if
+        applies = applies & (nw.col(other) == expected)
+    bad = []
+    if rule.allowed is not None:
+        bad.append(~value.is_in(list(rule.allowed)))
+    if rule.minimum is not None:
+        bad.append(value < rule.minimum)
+    if rule.maximum is not None:
+        bad.append(value > rule.maximum)
+    return applies & nw.any_horizontal(*bad, ignore_nulls=True)
+
+
+def _rule_text(column: str, rule: Rule) -> str:
+    bounds = []
+    if rule.allowed is not None:
+        bounds.append(f"in ({', '.join(rule.allowed)})")
+    if rule.minimum is not None:
+        bounds.append(f">= {rule.minimum:g}")
+    if rule.maximum is not None:
+        bounds.append(f"<= {rule.maximum:g}")
+    condition = f" when {rule.only_if[0]} = {rule.only_if[1]}" if rule.only_if else ""
+    return f"{column} {' and '.join(bounds)}{condition}"
