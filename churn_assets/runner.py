@@ -88,6 +88,7 @@ def run_range(
     on_chunk: Callable[[int, int, ChunkResult], None] | None = None,
     log_level: str = "WARNING",
     job_name: str = DAILY_JOB,
+    selection: list[dg.AssetKey] | None = None,
 ) -> list[ChunkResult]:
     """Run a job (``churn_daily`` by default) over ``[first, last]``, one single-run backfill per
     chunk of days."""
@@ -111,6 +112,7 @@ def run_range(
             # Progress is ours to print; the full event log is in the instance (and the UI).
             run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
             tags={RANGE_START_TAG: start.isoformat(), RANGE_END_TAG: end.isoformat()},
+            asset_selection=selection,
             raise_on_error=False,
         )
         chunk = ChunkResult(start, end, result.run_id, time.perf_counter() - began)
