@@ -164,10 +164,8 @@ def _run(args: argparse.Namespace) -> int:
 
     paths = Paths.from_env()
     settings = load_settings(paths)
-    first, last = args.first, args.last
-    if first is None or last is None:
-        landed_first, landed_last = landing_range(paths)
-        first, last = first or landed_first, last or landed_last
+    landed_first, landed_last = landing_range(paths)
+    first, last = args.first or landed_first, args.last or landed_last
     defs = build_definitions(paths, settings)
     print(f"running the asset graph for {first} .. {last} on {paths.home}")
 
@@ -185,7 +183,8 @@ def _run(args: argparse.Namespace) -> int:
                   "(details in the UI)", flush=True)
 
     horizon = settings.labels.horizon_days
-    labelled_through = last - timedelta(days=horizon)
+    # A label needs its whole window to have landed, whatever range this run covers.
+    labelled_through = min(last, landed_last - timedelta(days=horizon))
     with persistent_instance() as instance:
         run_range(
             defs, daily_partitions(settings), first, last, instance,
@@ -199,7 +198,7 @@ def _run(args: argparse.Namespace) -> int:
             )
         else:
             print(f"no churn labels yet: they need {horizon} days of data after a snapshot day "
-                  f"(data runs through {last}; [labels] horizon_days in settings.toml)")
+                  f"(data has landed through {landed_last}; [labels] horizon_days in settings.toml)")
     print(f"\ntables are under {paths.lake} (Delta; open with polars.scan_delta or deltalake)")
     print("see the runs, assets and checks in the UI: make ui  (http://127.0.0.1:3000)")
     return 0

@@ -195,6 +195,15 @@ def test_orphan_customers_fail_by_share():
     assert ex.references_known_customers("customers", customers(), known_ids().head(0)).passed
 
 
+def test_refunds_of_unknown_orders_warn_and_name_the_refund():
+    rows = payments()
+    assert ex.refunds_reference_orders(rows, rows).passed
+    unlinked = rows.with_columns(where("refund_of_order_id", "T3", pl.lit("O404")))
+    outcome = ex.refunds_reference_orders(unlinked, rows)
+    assert (outcome.passed, outcome.severity) == (False, "WARN")
+    assert outcome.metadata == {"refunds": 1, "unlinked": 1, "examples": ["T3"]}
+
+
 def late_payment(days_ahead: int, transaction_id: str) -> dict:
     when = DAY + timedelta(days=days_ahead)
     return payment(transaction_id=transaction_id, created_at=f"{when}T10:00:00Z")

@@ -42,8 +42,11 @@ CHECKS: dict[str, tuple[bool, str]] = {
         True, "No event is dated after the day it arrived (beyond the allowed clock skew)."),
     "references_known_customers": (
         True, "Rows name customers known to silver.customers (a few orphans only warn)."),
+    "refunds_reference_orders": (False, "Refunds name an order known to silver (warns)."),
     "volume_vs_trailing_mean": (False, "Rows per day stay near the trailing 7-day mean (warns)."),
 }
+ONLY_FOR = {"refunds_reference_orders": {"payments"},
+            "references_known_customers": {"payments", "events", "tickets", "marketing"}}
 VOLUME_DAYS = 7
 
 
@@ -62,10 +65,7 @@ def table(domain: str) -> str:
 def build_silver_asset(
     domain: str, partitions_def: dg.TimeWindowPartitionsDefinition, settings: Settings
 ) -> dg.AssetsDefinition:
-    checks = {
-        name: spec for name, spec in CHECKS.items()
-        if not (domain == "customers" and name == "references_known_customers")
-    }
+    checks = {name: spec for name, spec in CHECKS.items() if domain in ONLY_FOR.get(name, DOMAINS)}
     # Orphan checks need the customers that arrived up to the same day: silver customers first.
     deps = [bronze_key(domain)] + ([silver_key("customers")] if domain != "customers" else [])
     rules = settings.checks
@@ -183,6 +183,10 @@ def _check_results(domain, checks, store, rows, window, partition_start, rules, 
         )
         outcomes["references_known_customers"] = expectations.references_known_customers(
             domain, rows, known, max_orphan_share=rules.max_orphan_share)
+    if "refunds_reference_orders" in checks:
+        orders = store.read(table("payments"), DateWindow(partition_start, window.end),
+                            PARTITION_COLUMN, columns=["order_id"])
+        outcomes["refunds_reference_orders"] = expectations.refunds_reference_orders(rows, orders)
     for name in checks:
         yield outcome_result(silver_key(domain), name, outcomes[name])
 

@@ -198,6 +198,24 @@ def references_known_customers(
     )
 
 
+def refunds_reference_orders(rows: Any, known_orders: Any) -> Outcome:
+    """Refunds in a window of silver.payments whose ``refund_of_order_id`` is no order known
+    by the window's end (``known_orders``: payments with an ``order_id`` column). Gold nets
+    refunds into the customer's revenue either way, so an unlinked refund only warns."""
+    frame = _lazy(rows).filter(nw.col("transaction_type") == "refund")
+    orders = _on_engine_of(_lazy(known_orders).select("order_id"), frame, "order_id")
+    orders = orders.filter(~nw.col("order_id").is_null()).unique()
+    unlinked = frame.join(orders, left_on="refund_of_order_id", right_on="order_id", how="anti")
+    (refunds,) = _counts(frame, nw.len())
+    (count,) = _counts(unlinked, nw.len())
+    examples = _examples(unlinked, NATURAL_KEYS["payments"]) if count else []
+    metadata: dict[str, object] = {"refunds": refunds, "unlinked": count, "examples": examples}
+    if not count:
+        return Outcome(True, WARN, f"All {refunds} refunds reference a known order", metadata)
+    return Outcome(False, WARN, f"{count} of {refunds} refunds reference no known order "
+                   f"(e.g. {_list(examples)})", metadata)
+
+
 def event_time_not_after_arrival(domain: str, rows: Any, *, max_days_ahead: int = 1) -> Outcome:
     """Rows dated after the day they arrived. Gold reads each day's new rows by arrival and
     event date within a bounded window, so rows far in the future would be missed."""
@@ -302,12 +320,13 @@ def _lazy(native: Any) -> nw.LazyFrame:
     return frame.lazy() if isinstance(frame, nw.DataFrame) else frame
 
 
-def _on_engine_of(frame: nw.LazyFrame, like: nw.LazyFrame) -> nw.LazyFrame:
+def _on_engine_of(frame: nw.LazyFrame, like: nw.LazyFrame,
+                  column: str = "customer_id") -> nw.LazyFrame:
     """Known ids may come from another engine than the rows (an eager Polars frame next to a
     Spark window): bring them over rather than fail (one small column)."""
     if frame.implementation == like.implementation:
         return frame
-    arrow = frame.select("customer_id").collect(backend="pyarrow").to_arrow()
+    arrow = frame.select(column).collect(backend="pyarrow").to_arrow()
     if backend(like) == "spark":
         return nw.from_native(like.to_native().sparkSession.createDataFrame(arrow))
     return nw.from_native(arrow).lazy(backend="polars")
