@@ -29,10 +29,10 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from churn_assets.transforms.activity import ACTIVITY_SCHEMA
 from churn_assets.transforms.contracts import EVENT_TIME, SILVER_SCHEMAS
 from churn_assets.transforms.dates import days_since, epoch_day, in_window
 from churn_assets.transforms.gold import (
-    ACTIVITY_SCHEMA,
     CATEGORY_STATE_SCHEMA,
     DOMAINS,
     FEATURE_SCHEMA,

@@ -37,12 +37,19 @@ narwhals frames, and returns a native lazy frame: ``polars.LazyFrame`` or a Spar
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from datetime import date
 from typing import Any, NamedTuple
 
 import narwhals as nw
 
+from churn_assets.transforms.activity import (
+    LAST_TICKET,
+    LAST_TICKET_ORDER,
+    TIMESTAMP,
+    daily_activity,
+    paid_order_categories,
+)
 from churn_assets.transforms.dates import (
     days_since,
     in_window,
@@ -50,45 +57,15 @@ from churn_assets.transforms.dates import (
     visible_by,
     visible_on,
 )
+from churn_assets.transforms.frames import conform, latest, to_lazy
 
-ACTIVITY_KEY = ["customer_id", "event_date", "arrival_date"]
 LONGEST_WINDOW_DAYS = 90
 DOMAINS = ("customers", "payments", "events", "tickets", "marketing")
-_TIMESTAMP = nw.Datetime("us", "UTC")
-
-_ACTIVITY_SUMS: dict[str, nw.dtypes.DType] = {
-    "payments": nw.Int64(),          # every payment row, whatever its status: makes a customer known
-    "orders": nw.Int64(),            # distinct paid orders (an order may have several lines)
-    "order_value": nw.Float64(),     # paid charge amount
-    "revenue": nw.Float64(),         # paid charge amount + refunds (refunds are negative)
-    "failed_payments": nw.Int64(),
-    "refunds": nw.Int64(),
-    "sessions": nw.Int64(),          # session_start events
-    "offers_received": nw.Int64(),
-    "offers_redeemed": nw.Int64(),
-}
-_LAST_TICKET: dict[str, nw.dtypes.DType] = {
-    "last_ticket_opened_at": _TIMESTAMP,
-    "last_ticket_updated_at": _TIMESTAMP,
-    "last_ticket_id": nw.String(),
-    "last_ticket_category": nw.String(),
-}
-# "The last ticket" is the newest opened, in its latest version; the id breaks exact ties.
-_LAST_TICKET_ORDER = ["last_ticket_opened_at", "last_ticket_updated_at", "last_ticket_id"]
-
-ACTIVITY_SCHEMA: dict[str, nw.dtypes.DType] = {
-    "customer_id": nw.String(), "event_date": nw.Date(), "arrival_date": nw.Date(),
-    **_ACTIVITY_SUMS, **_LAST_TICKET,
-}
-ORDER_CATEGORY_SCHEMA: dict[str, nw.dtypes.DType] = {
-    "customer_id": nw.String(), "category": nw.String(),
-    "event_date": nw.Date(), "arrival_date": nw.Date(),
-}
 
 _PROFILE: dict[str, nw.dtypes.DType] = {
-    "signup_at": _TIMESTAMP, "segment": nw.String(), "region": nw.String(),
-    "acquisition_channel": nw.String(), "status": nw.String(), "cancelled_at": _TIMESTAMP,
-    "profile_updated_at": _TIMESTAMP, "profile_arrival_date": nw.Date(),
+    "signup_at": TIMESTAMP, "segment": nw.String(), "region": nw.String(),
+    "acquisition_channel": nw.String(), "status": nw.String(), "cancelled_at": TIMESTAMP,
+    "profile_updated_at": TIMESTAMP, "profile_arrival_date": nw.Date(),
 }
 # The latest profile version wins; on equal ``updated_at`` the later delivery does.
 _PROFILE_ORDER = ["profile_updated_at", "profile_arrival_date"]
@@ -101,7 +78,7 @@ STATE_SCHEMA: dict[str, nw.dtypes.DType] = {
     **_PROFILE,
     "orders_total": nw.Int64(), "order_value_total": nw.Float64(), "revenue_total": nw.Float64(),
     "first_order_date": nw.Date(), "last_order_date": nw.Date(), "last_session_date": nw.Date(),
-    **_LAST_TICKET,
+    **LAST_TICKET,
 }
 CATEGORY_STATE_SCHEMA: dict[str, nw.dtypes.DType] = {
     "snapshot_date": nw.Date(), "customer_id": nw.String(), "category": nw.String(),
@@ -142,129 +119,6 @@ class CustomerState(NamedTuple):
     categories: Any
 
 
-# ---------------------------------------------------------------- frame plumbing
-
-
-def _lazy(frame: Any) -> nw.LazyFrame | None:
-    if frame is None:
-        return None
-    frame = nw.from_native(frame)
-    return frame.lazy() if isinstance(frame, nw.DataFrame) else frame
-
-
-def _conform(frame: nw.LazyFrame, schema: dict[str, nw.dtypes.DType]) -> nw.LazyFrame:
-    """Exactly ``schema``'s columns, in order and type; missing ones are typed nulls (so frames
-    from different domains concatenate, and optional silver columns may be absent)."""
-    present = frame.collect_schema()
-    # No cast where the type is right: on Spark every expression is a round trip to the JVM.
-    return frame.select(
-        (nw.col(name) if present[name] == dtype else nw.col(name).cast(dtype))
-        if name in present else nw.lit(None, dtype=dtype).alias(name)
-        for name, dtype in schema.items()
-    )
-
-
-def _latest(frame: nw.LazyFrame, by: Sequence[str], order: Sequence[str]) -> nw.LazyFrame:
-    """One row per ``by``: the last by ``order``. Each ``order`` is a total order on the rows
-    silver can hold (its natural keys), so both engines and both paths pick the same row."""
-    return frame.unique(list(by), keep="last", order_by=list(order))
-
-
-# ---------------------------------------------------------------- daily activity
-
-
-def daily_activity(payments: Any = None, events: Any = None, tickets: Any = None,
-                   marketing: Any = None) -> Any:
-    """Silver rows summed per (customer_id, event_date, arrival_date): ``ACTIVITY_SCHEMA``.
-
-    Pass any slice of silver: one arrival day for the daily run, all history for a rebuild.
-    Slices by arrival day share no key, so their results concatenate into one stored table.
-    """
-    parts = [
-        part
-        for frame, build in ((payments, _payment_activity), (events, _session_activity),
-                             (tickets, _ticket_activity), (marketing, _offer_activity))
-        if (lazy := _lazy(frame)) is not None
-        for part in build(lazy.filter(~nw.col("customer_id").is_null()))
-    ]
-    if not parts:
-        raise ValueError("daily_activity needs at least one of payments, events, tickets, "
-                         "marketing (pass None only for a domain the business does not have)")
-    # Diagonal: each part has the key and its own columns; the others are null in its rows.
-    combined = _conform(nw.concat(parts, how="diagonal"), ACTIVITY_SCHEMA)
-    summed = combined.group_by(ACTIVITY_KEY).agg(
-        *(nw.col(c).sum() for c in _ACTIVITY_SUMS),
-        # At most one ticket row per key (see _ticket_activity), so max takes that row.
-        *(nw.col(c).max() for c in _LAST_TICKET),
-    )
-    # Spark sums nothing to null where Polars gives 0: fill, so both engines agree.
-    return summed.with_columns(nw.col(c).fill_null(0) for c in _ACTIVITY_SUMS).to_native()
-
-
-def _payment_activity(payments: nw.LazyFrame) -> list[nw.LazyFrame]:
-    failed = (nw.col("status") == "failed").fill_null(False)
-    flagged = payments.with_columns(
-        _paid_charge=((nw.col("transaction_type") == "charge")
-                      & (nw.col("status") == "paid")).fill_null(False),
-        _refund=(nw.col("transaction_type") == "refund").fill_null(False) & ~failed,
-        _failed=failed,
-    )
-    rows = flagged.with_columns(
-        order_value=nw.when(nw.col("_paid_charge")).then(nw.col("amount")).otherwise(0.0),
-        revenue=nw.when(nw.col("_paid_charge") | nw.col("_refund"))
-        .then(nw.col("amount")).otherwise(0.0),
-        failed_payments=nw.col("_failed").cast(nw.Int64),
-        refunds=nw.col("_refund").cast(nw.Int64),
-    ).group_by(ACTIVITY_KEY).agg(
-        nw.len().alias("payments"),
-        *(nw.col(c).sum() for c in ("order_value", "revenue", "failed_payments", "refunds")),
-    )
-    # Orders, not lines: imported invoices have a row per product under one order_id.
-    orders = (
-        flagged.filter(nw.col("_paid_charge"))
-        .select(*ACTIVITY_KEY, _order=nw.coalesce("order_id", "transaction_id"))
-        .unique()
-        .group_by(ACTIVITY_KEY)
-        .agg(nw.len().alias("orders"))
-    )
-    return [rows, orders]
-
-
-def _session_activity(events: nw.LazyFrame) -> list[nw.LazyFrame]:
-    sessions = events.filter(nw.col("event_type") == "session_start")
-    return [sessions.group_by(ACTIVITY_KEY).agg(nw.len().alias("sessions"))]
-
-
-def _offer_activity(marketing: nw.LazyFrame) -> list[nw.LazyFrame]:
-    kind = nw.col("interaction_type")
-    return [
-        marketing.filter(kind.is_in(["offer", "redemption"]))
-        .with_columns(offers_received=(kind == "offer").cast(nw.Int64),
-                      offers_redeemed=(kind == "redemption").cast(nw.Int64))
-        .group_by(ACTIVITY_KEY)
-        .agg(nw.col("offers_received").sum(), nw.col("offers_redeemed").sum())
-    ]
-
-
-def _ticket_activity(tickets: nw.LazyFrame) -> list[nw.LazyFrame]:
-    versions = tickets.filter(~nw.col("opened_at").is_null()).select(
-        *ACTIVITY_KEY,
-        last_ticket_opened_at=nw.col("opened_at"), last_ticket_updated_at=nw.col("updated_at"),
-        last_ticket_id=nw.col("ticket_id"), last_ticket_category=nw.col("category"),
-    )
-    return [_latest(versions, ACTIVITY_KEY, _LAST_TICKET_ORDER)]
-
-
-def paid_order_categories(payments: Any) -> Any:
-    """Distinct (customer_id, category, event_date, arrival_date) of paid charges:
-    ``ORDER_CATEGORY_SCHEMA``. The per-day input of the categories side table."""
-    frame = _lazy(payments)
-    paid = (nw.col("transaction_type") == "charge") & (nw.col("status") == "paid")
-    rows = frame.filter(paid & ~nw.col("customer_id").is_null()
-                        & ~nw.col("category").is_null())
-    return _conform(rows, ORDER_CATEGORY_SCHEMA).unique().to_native()
-
-
 # ---------------------------------------------------------------- lifetime state
 
 
@@ -294,34 +148,34 @@ def _state(previous: CustomerState | None, activity: Any, categories: Any, custo
            snapshot_date: date, visible: nw.Expr) -> CustomerState:
     rows = []
     if previous is not None:
-        rows.append(_lazy(previous.profiles))
-    if (frame := _lazy(activity)) is not None:
+        rows.append(to_lazy(previous.profiles))
+    if (frame := to_lazy(activity)) is not None:
         rows.append(_activity_contribution(frame.filter(visible)))
-    if (frame := _lazy(customers)) is not None:
+    if (frame := to_lazy(customers)) is not None:
         rows.append(_profile_contribution(frame.filter(visible)))
     # Previous state and today's contributions are candidates of one reduction per customer.
     if not rows:
         raise ValueError("a customer state needs a previous state or some silver input")
-    candidates = _conform(nw.concat(rows, how="diagonal"), STATE_SCHEMA).drop("snapshot_date")
+    candidates = conform(nw.concat(rows, how="diagonal"), STATE_SCHEMA).drop("snapshot_date")
 
     totals = candidates.group_by("customer_id").agg(
         nw.col("first_seen_date").min(), nw.col("first_order_date").min(),
         *(nw.col(c).sum() for c in _LIFETIME_SUMS),
         *(nw.col(c).max() for c in ("last_order_date", "last_session_date")),
     ).with_columns(nw.col(c).fill_null(0) for c in _LIFETIME_SUMS)
-    profile = _latest(
+    profile = latest(
         candidates.filter(~nw.col("profile_updated_at").is_null())
         .select("customer_id", *_PROFILE), ["customer_id"], _PROFILE_ORDER)
-    last_ticket = _latest(
+    last_ticket = latest(
         candidates.filter(~nw.col("last_ticket_opened_at").is_null())
-        .select("customer_id", *_LAST_TICKET), ["customer_id"], _LAST_TICKET_ORDER)
+        .select("customer_id", *LAST_TICKET), ["customer_id"], LAST_TICKET_ORDER)
     profiles = (
         totals.join(profile, on="customer_id", how="left")
         .join(last_ticket, on="customer_id", how="left")
         .with_columns(snapshot_date=nw.lit(snapshot_date, dtype=nw.Date))
     )
     return CustomerState(
-        profiles=_conform(profiles, STATE_SCHEMA).to_native(),
+        profiles=conform(profiles, STATE_SCHEMA).to_native(),
         categories=_category_state(previous, categories, snapshot_date, visible, candidates),
     )
 
@@ -331,7 +185,7 @@ def _activity_contribution(activity: nw.LazyFrame) -> nw.LazyFrame:
         return nw.when(nw.col(count) > 0).then(nw.col("event_date"))
 
     return activity.select(
-        "customer_id", *_LAST_TICKET,
+        "customer_id", *LAST_TICKET,
         *(nw.col(source).alias(total) for total, source in _LIFETIME_SUMS.items()),
         first_seen_date=on_days_with("payments"),
         first_order_date=on_days_with("orders"),
@@ -353,14 +207,14 @@ def _category_state(previous: CustomerState | None, categories: Any, snapshot_da
     pairs = {"customer_id": nw.String(), "category": nw.String()}
     rows = []
     if previous is not None:
-        rows.append(_conform(_lazy(previous.categories), pairs))
-    if (frame := _lazy(categories)) is not None:
-        rows.append(_conform(frame.filter(visible), pairs))
+        rows.append(conform(to_lazy(previous.categories), pairs))
+    if (frame := to_lazy(categories)) is not None:
+        rows.append(conform(frame.filter(visible), pairs))
     if not rows:  # a business without payments: an empty side table on the same engine
-        rows.append(_conform(like.filter(nw.lit(False)), pairs))
+        rows.append(conform(like.filter(nw.lit(False)), pairs))
     merged = nw.concat(rows).unique().with_columns(
         snapshot_date=nw.lit(snapshot_date, dtype=nw.Date))
-    return _conform(merged, CATEGORY_STATE_SCHEMA).to_native()
+    return conform(merged, CATEGORY_STATE_SCHEMA).to_native()
 
 
 # ---------------------------------------------------------------- features
@@ -380,14 +234,14 @@ def features(state: CustomerState, recent_activity: Any, recent_tickets: Any,
     if unknown:
         raise ValueError(f"unknown domains {sorted(unknown)}; expected some of {DOMAINS}")
     day = nw.lit(snapshot_date, dtype=nw.Date)
-    known = _lazy(state.profiles).filter(~nw.col("first_seen_date").is_null())
+    known = to_lazy(state.profiles).filter(~nw.col("first_seen_date").is_null())
     rows = known.join(_category_counts(state.categories), on="customer_id", how="left")
 
-    if (activity := _lazy(recent_activity)) is None:
+    if (activity := to_lazy(recent_activity)) is None:
         absent |= {"payments", "events", "marketing"}
     else:
         rows = rows.join(_window_totals(activity, snapshot_date), on="customer_id", how="left")
-    if (tickets := _lazy(recent_tickets)) is None:
+    if (tickets := to_lazy(recent_tickets)) is None:
         absent.add("tickets")
     else:
         rows = rows.join(_ticket_window(tickets, snapshot_date), on="customer_id", how="left")
@@ -425,11 +279,11 @@ def features(state: CustomerState, recent_activity: Any, recent_tickets: Any,
         (nw.lit(None, dtype=dtype) if domain in absent else values[name]).alias(name)
         for name, (dtype, domain) in _FEATURES.items()
     )
-    return _conform(out, FEATURE_SCHEMA).to_native()
+    return conform(out, FEATURE_SCHEMA).to_native()
 
 
 def _category_counts(categories: Any) -> nw.LazyFrame:
-    return _lazy(categories).group_by("customer_id").agg(
+    return to_lazy(categories).group_by("customer_id").agg(
         nw.len().cast(nw.Int64).alias("category_diversity"))
 
 
@@ -454,10 +308,10 @@ def _ticket_window(tickets: nw.LazyFrame, snapshot_date: date) -> nw.LazyFrame:
         & ~nw.col("ticket_id").is_null() & ~nw.col("customer_id").is_null()
     ).select("ticket_id", "customer_id", "event_date", "updated_at", "arrival_date",
              csat=nw.col("csat").cast(nw.Float64))
-    latest = _latest(visible, ["ticket_id"], ["updated_at", "arrival_date"])
+    newest = latest(visible, ["ticket_id"], ["updated_at", "arrival_date"])
     recent = in_window("event_date", snapshot_date, 30)
     prior = in_window("event_date", snapshot_date, LONGEST_WINDOW_DAYS, until_days=30)
-    return latest.with_columns(
+    return newest.with_columns(
         _opened_30d=recent.cast(nw.Int64),
         _csat_recent=nw.when(recent).then(nw.col("csat")),
         _csat_prior=nw.when(prior).then(nw.col("csat")),
