@@ -1,0 +1,276 @@
+"""The churn model: LightGBM with a logistic-regression baseline on exactly the same split,
+both calibrated on the same held-out customers, explained with SHAP values.
+
+- LightGBM reads categories natively (codes fixed by ``FeatureSpec``) and NaN as missing. Early
+  stopping watches the calibration slice, not validation: validation stays untouched until the
+  final metrics and the promotion gate, so the AUC they compare was never used to pick anything.
+- The baseline is one-hot categories + median imputation (with missing indicators) + a signed
+  log of the heavy-tailed counts and amounts + standard scaling + L2 logistic regression.
+- Calibration maps raw scores to probabilities on the calibration slice: centred isotonic
+  (default) or Platt (a logistic fit on the raw log-odds). Plain isotonic regression is a step
+  function: it ties every row of a step, which cost ~0.007 ROC-AUC on a 2,000-row slice here
+  (enough to fail a 0.01 promotion margin on noise). Centred isotonic regression (Oron &
+  Flournoy 2017) interpolates linearly between the centres of the isotonic steps, so it is
+  strictly increasing inside the fitted range and keeps the model's ranking, while calibrating
+  like isotonic. The raw LightGBM score ranks; the calibrated one is what "30 % risk" means.
+- Explanations are LightGBM's exact tree SHAP values (``pred_contrib=True``) on the raw
+  log-odds scale: global importance is their mean absolute value on the validation rows, and a
+  customer's drivers are the features that push their risk up the most.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import lightgbm as lgb
+import numpy as np
+import polars as pl
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+
+from churn_assets.ml import metrics as m
+from churn_assets.ml.dataset import LABEL, FeatureSpec, TimeSplit, time_split, training_frame
+
+DEFAULT_LGBM_PARAMS: dict[str, Any] = {
+    "objective": "binary", "learning_rate": 0.05, "num_leaves": 15, "min_data_in_leaf": 100,
+    "feature_fraction": 0.8, "bagging_fraction": 0.8, "bagging_freq": 1, "lambda_l2": 1.0,
+    "cat_smooth": 10.0, "num_threads": 2, "deterministic": True, "force_row_wise": True,
+    "verbose": -1,
+}
+DRIVERS = 3
+
+
+@dataclass(frozen=True)
+class ChurnTrainingConfig:
+    """How to train. ``horizon_days=None`` takes the labels' horizon."""
+
+    validation_days: int = 14
+    calibration_share: float = 0.2
+    calibration: Literal["isotonic", "platt"] = "isotonic"
+    horizon_days: int | None = None
+    num_boost_round: int = 2000
+    early_stopping_rounds: int = 50
+    seed: int = 0
+    lgbm_params: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_LGBM_PARAMS))
+
+    def params(self) -> dict[str, Any]:
+        """Flat, loggable parameters."""
+        return {"validation_days": self.validation_days,
+                "calibration_share": self.calibration_share, "calibration": self.calibration,
+                "num_boost_round": self.num_boost_round,
+                "early_stopping_rounds": self.early_stopping_rounds, "seed": self.seed,
+                **{f"lgbm_{k}": v for k, v in self.lgbm_params.items()}}
+
+
+class Calibrator:
+    """Raw score -> probability, fitted on held-out rows (isotonic or Platt)."""
+
+    def __init__(self, method: Literal["isotonic", "platt"]):
+        if method not in ("isotonic", "platt"):
+            raise ValueError(f"calibration must be 'isotonic' or 'platt', got {method!r}")
+        self.method = method
+
+    def fit(self, raw: np.ndarray, churned: np.ndarray) -> Calibrator:
+        raw = np.asarray(raw, dtype=np.float64)
+        if self.method == "isotonic":
+            steps = IsotonicRegression(y_min=0.0, y_max=1.0).fit(raw, churned).predict(raw)
+            # Centred: one knot per step, at the mean raw score of the rows it holds.
+            self.knots_y, step_of = np.unique(steps, return_inverse=True)
+            self.knots_x = np.bincount(step_of, weights=raw) / np.bincount(step_of)
+        else:
+            self._platt = LogisticRegression(C=1e6).fit(_logit(raw)[:, None], churned)
+        return self
+
+    def __call__(self, raw: np.ndarray) -> np.ndarray:
+        raw = np.asarray(raw, dtype=np.float64)
+        if self.method == "isotonic":
+            return np.interp(raw, self.knots_x, self.knots_y)
+        return self._platt.predict_proba(_logit(raw)[:, None])[:, 1]
+
+
+@dataclass
+class ChurnModel:
+    """A trained churn model, everything scoring needs: the feature encoding, the booster, the
+    calibration and the global importance (mean |SHAP| on validation, highest first)."""
+
+    spec: FeatureSpec
+    booster: lgb.Booster
+    calibrator: Calibrator
+    importance: pl.DataFrame
+    horizon_days: int
+
+    def raw_proba(self, frame: pl.DataFrame) -> np.ndarray:
+        return self.booster.predict(self.spec.matrix(frame))
+
+    def predict_proba(self, frame: pl.DataFrame) -> np.ndarray:
+        """Calibrated probability of churning within ``horizon_days``, one per row."""
+        return np.clip(self.calibrator(self.raw_proba(frame)), 0.0, 1.0)
+
+    def contributions(self, frame: pl.DataFrame) -> np.ndarray:
+        """SHAP values (rows, features + 1 for the bias) on the raw log-odds scale."""
+        return self.booster.predict(self.spec.matrix(frame), pred_contrib=True)
+
+    def drivers(self, frame: pl.DataFrame, k: int = DRIVERS) -> pl.DataFrame:
+        """Per row, the ``k`` features that raise the churn risk the most (largest SHAP value
+        first): ``driver_<i>`` (feature name) and ``driver_<i>_impact`` (log-odds). A customer
+        with fewer than ``k`` risk-raising features gets the least risk-lowering ones next
+        (negative impact)."""
+        contrib = self.contributions(frame)[:, :-1]
+        k = min(k, contrib.shape[1])
+        top = np.argsort(-contrib, axis=1, kind="stable")[:, :k]
+        names = np.array(self.spec.columns, dtype=object)
+        impact = np.take_along_axis(contrib, top, axis=1)
+        return pl.DataFrame({
+            col: values for i in range(k) for col, values in (
+                (f"driver_{i + 1}", pl.Series(names[top[:, i]].tolist(), dtype=pl.String)),
+                (f"driver_{i + 1}_impact", impact[:, i]))
+        })
+
+    def score(self, frame: pl.DataFrame, k: int = DRIVERS) -> pl.DataFrame:
+        """``customer_id``, ``churn_probability`` and the top-``k`` drivers of every row."""
+        return pl.concat([
+            frame.select(pl.col("customer_id").cast(pl.String)),
+            pl.DataFrame({"churn_probability": self.predict_proba(frame)}),
+            self.drivers(frame, k),
+        ], how="horizontal")
+
+
+@dataclass
+class BaselineModel:
+    """The logistic-regression baseline, calibrated like the model."""
+
+    spec: FeatureSpec
+    pipeline: Pipeline
+    calibrator: Calibrator
+
+    def raw_proba(self, frame: pl.DataFrame) -> np.ndarray:
+        return self.pipeline.predict_proba(self.spec.matrix(frame))[:, 1]
+
+    def predict_proba(self, frame: pl.DataFrame) -> np.ndarray:
+        return np.clip(self.calibrator(self.raw_proba(frame)), 0.0, 1.0)
+
+
+@dataclass
+class TrainingResult:
+    """A trained model and baseline, the split and every number about them.
+
+    ``metrics[name]`` for ``model``, ``baseline``, ``model_uncalibrated`` and
+    ``baseline_uncalibrated`` (validation rows); ``comparison`` is model minus baseline;
+    ``segments`` holds AUC by segment for both; ``validation`` the validation rows (features and
+    ``churned``), which the promotion gate scores the champion on.
+    """
+
+    model: ChurnModel
+    baseline: BaselineModel
+    config: ChurnTrainingConfig
+    split: TimeSplit
+    best_iteration: int
+    metrics: dict[str, dict[str, float]]
+    comparison: dict[str, float]
+    segments: pl.DataFrame
+    validation: pl.DataFrame
+    validation_probability: np.ndarray
+    baseline_probability: np.ndarray
+
+
+def train_churn_model(features: pl.DataFrame | pl.LazyFrame, labels: pl.DataFrame | pl.LazyFrame,
+                      config: ChurnTrainingConfig | None = None) -> TrainingResult:
+    """Join, split by time, train LightGBM and the baseline, calibrate both, evaluate both."""
+    config = config or ChurnTrainingConfig()
+    frame = training_frame(features, labels)
+    split = time_split(frame, config.horizon_days, config.validation_days,
+                       config.calibration_share, config.seed)
+    train, calib, valid = (frame[split.train], frame[split.calibration],
+                           frame[split.validation])
+    spec = FeatureSpec.fit(train)
+    y_train, y_calib, y_valid = (part[LABEL].to_numpy().astype(np.int64)
+                                 for part in (train, calib, valid))
+    x_train, x_calib = spec.matrix(train), spec.matrix(calib)
+
+    booster, best_iteration = _train_booster(spec, x_train, y_train, x_calib, y_calib, config)
+    raw_calib = booster.predict(x_calib)
+    model = ChurnModel(spec, booster, Calibrator(config.calibration).fit(raw_calib, y_calib),
+                       pl.DataFrame(), split.horizon_days)
+    model.importance = global_importance(spec, model.contributions(valid))
+
+    pipeline = _baseline_pipeline(spec).fit(x_train, y_train)
+    baseline_raw_calib = pipeline.predict_proba(x_calib)[:, 1]
+    baseline = BaselineModel(spec, pipeline,
+                             Calibrator(config.calibration).fit(baseline_raw_calib, y_calib))
+
+    p_model, p_baseline = model.predict_proba(valid), baseline.predict_proba(valid)
+    metrics = {
+        "model": m.classification_metrics(y_valid, p_model),
+        "baseline": m.classification_metrics(y_valid, p_baseline),
+        "model_uncalibrated": m.classification_metrics(y_valid, model.raw_proba(valid)),
+        "baseline_uncalibrated": m.classification_metrics(y_valid, baseline.raw_proba(valid)),
+    }
+    segment = valid["segment"].to_list()
+    segments = pl.concat([
+        m.auc_by_segment(y_valid, p, segment).with_columns(scorer=pl.lit(name))
+        for name, p in (("model", p_model), ("baseline", p_baseline))
+    ])
+    return TrainingResult(
+        model=model, baseline=baseline, config=config, split=split,
+        best_iteration=best_iteration,
+        metrics=metrics, comparison=m.against_baseline(metrics["model"], metrics["baseline"]),
+        segments=segments, validation=valid, validation_probability=p_model,
+        baseline_probability=p_baseline,
+    )
+
+
+def global_importance(spec: FeatureSpec, contributions: np.ndarray) -> pl.DataFrame:
+    """``feature``, ``mean_abs_shap``: mean |SHAP value| per feature, highest first."""
+    return pl.DataFrame({
+        "feature": list(spec.columns),
+        "mean_abs_shap": np.abs(contributions[:, :-1]).mean(axis=0),
+    }).sort("mean_abs_shap", descending=True)
+
+
+def _train_booster(spec: FeatureSpec, x_train, y_train, x_calib, y_calib,
+                   config: ChurnTrainingConfig) -> tuple[lgb.Booster, int]:
+    names = list(spec.columns)
+    categorical = [names[i] for i in spec.categorical_positions]
+    params = {**config.lgbm_params, "seed": config.seed}
+    train = lgb.Dataset(x_train, y_train, feature_name=names, categorical_feature=categorical,
+                        free_raw_data=False)
+    stop_on = lgb.Dataset(x_calib, y_calib, reference=train)
+    booster = lgb.train(
+        params, train, num_boost_round=config.num_boost_round, valid_sets=[stop_on],
+        valid_names=["calibration"],
+        callbacks=[lgb.early_stopping(config.early_stopping_rounds, verbose=False)],
+    )
+    # Keep only the trees early stopping chose: every later predict uses exactly those.
+    best = booster.best_iteration or booster.current_iteration()
+    return lgb.Booster(model_str=booster.model_to_string(num_iteration=best)), best
+
+
+def _baseline_pipeline(spec: FeatureSpec) -> Pipeline:
+    categorical = spec.categorical_positions
+    numeric = [i for i in range(len(spec.columns)) if i not in categorical]
+    numbers = make_pipeline(
+        SimpleImputer(strategy="median", add_indicator=True),
+        FunctionTransformer(_signed_log),
+        StandardScaler(),
+    )
+    categories = make_pipeline(
+        SimpleImputer(strategy="constant", fill_value=-1.0),
+        OneHotEncoder(handle_unknown="ignore"),
+    )
+    encode = ColumnTransformer([("numbers", numbers, numeric),
+                                ("categories", categories, categorical)])
+    return Pipeline([("encode", encode), ("logistic", LogisticRegression(C=1.0, max_iter=2000))])
+
+
+def _signed_log(x: np.ndarray) -> np.ndarray:
+    return np.sign(x) * np.log1p(np.abs(x))
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))

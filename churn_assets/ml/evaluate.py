@@ -1,0 +1,249 @@
+"""Evaluate the models on a simulated business, against what the simulator knows to be true.
+
+``simulate_world`` runs the real path: simulator -> landing drops -> bronze -> silver -> gold
+features for every snapshot day -> churn labels. ``oracle_report`` trains the churn model on it
+and scores the same validation rows with two oracles built from ``truth/``:
+
+- **hazard oracle**: the true daily churn hazard on the snapshot day (1 for customers whose
+  true churn day has passed). This is "the simulator's true hazard", but the label is not
+  "churned within H days": it is "no paid order within H days, or a cancellation", and a
+  customer who is alive yet buys rarely is often labelled churned. A model that sees order
+  frequency can therefore beat this oracle on the label.
+- **label oracle**: the probability of the label itself under the true latent state on the
+  snapshot day (engagement, satisfaction, hazard, payment risk, segment), holding that state
+  fixed over the window and using the simulator's order process: daily paid orders ~ Poisson(mu)
+  while alive, churn ~ Geometric(hazard), 15 % of churns explicit (labelled churned whatever was
+  ordered). The closest thing to a ceiling for a model that sees only the data.
+
+``cltv_report`` fits the CLTV model at a cutoff day and compares its prediction for the rest of
+the history with the revenue that really came.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from churn_assets.ingest.bronze import ingest_drops
+from churn_assets.ingest.landing import list_drops
+from churn_assets.ml import metrics as m
+from churn_assets.ml.churn_model import ChurnTrainingConfig, train_churn_model
+from churn_assets.ml.cltv import actual_revenue, evaluate_cltv, fit_cltv
+from churn_assets.settings import DOMAINS, Paths
+from churn_assets.simulator import SimConfig, simulate
+from churn_assets.simulator.state import EXPLICIT_CANCEL_SHARE, SEGMENT_BUY
+from churn_assets.simulator.vocab import SEGMENTS
+from churn_assets.transforms.gold import (
+    customer_state_as_of,
+    daily_activity,
+    features,
+    paid_order_categories,
+)
+from churn_assets.transforms.labels import churn_labels
+
+# The simulator's order process (``BusinessState.step``): sessions ~ Poisson(1.8 * engagement),
+# a failed payment is retried with probability 0.6 and a retry recovers with probability 0.7.
+SESSIONS_PER_ENGAGEMENT = 1.8
+UNRECOVERED_SHARE = 1.0 - 0.6 * 0.7
+
+
+@dataclass
+class SimulatedWorld:
+    """A simulated business turned into silver, gold features and churn labels."""
+
+    paths: Paths
+    config: SimConfig
+    silver: dict[str, pl.DataFrame]
+    features: pl.DataFrame
+    labels: pl.DataFrame
+    horizon_days: int
+
+    @property
+    def last_day(self) -> date:
+        return self.config.start + timedelta(days=self.config.days - 1)
+
+    def truth_customers(self) -> pl.DataFrame:
+        return pl.read_parquet(self.paths.truth / "customers.parquet")
+
+    def hazard(self, days: list[date]) -> pl.DataFrame:
+        files = [self.paths.truth / "hazard" / f"{d.isoformat()}.parquet" for d in days]
+        return pl.concat([pl.read_parquet(f) for f in files if f.exists()])
+
+
+def simulate_world(home: Path, config: SimConfig, *, horizon_days: int = 30,
+                   first_snapshot_day: int = 30, snapshot_every: int = 1,
+                   pii_key: str = "evaluation-only-key") -> SimulatedWorld:
+    """Simulate ``config`` into ``home`` and build features for snapshot days from
+    ``first_snapshot_day`` (days into the history: windows need some history) every
+    ``snapshot_every`` days, with labels wherever the ``horizon_days`` window has closed."""
+    paths = Paths(Path(home))
+    simulate(paths, config)
+    silver = silver_from_landing(paths, pii_key)
+    days = [config.start + timedelta(days=i)
+            for i in range(first_snapshot_day, config.days, snapshot_every)]
+    feature_frame = features_for_days(silver, days)
+    last = config.start + timedelta(days=config.days - 1)
+    return SimulatedWorld(paths, config, silver, feature_frame,
+                          labels_for(feature_frame, silver, horizon_days, last), horizon_days)
+
+
+def silver_from_landing(paths: Paths, pii_key: str = "evaluation-only-key"
+                        ) -> dict[str, pl.DataFrame]:
+    """Every drop of every domain through bronze and silver in one window."""
+    from churn_assets.transforms.silver import clean
+
+    ingested_at = datetime.now(UTC)
+    out = {}
+    for domain in DOMAINS:
+        bronze = ingest_drops(domain, list_drops(paths.landing, domain), ingested_at).rows
+        out[domain] = clean(domain, bronze, None, pii_key).rows.to_native()
+    return out
+
+
+def features_for_days(silver: dict[str, pl.DataFrame], days: list[date],
+                      domains: tuple[str, ...] = DOMAINS) -> pl.DataFrame:
+    """``FEATURE_SCHEMA`` rows for each day, from the silver ``domains`` only (the others are
+    absent: their features are null, as for a business without them)."""
+    present = {d: (silver[d] if d in domains else None) for d in DOMAINS}
+    activity = daily_activity(present["payments"], present["events"], present["tickets"],
+                              present["marketing"]).collect()
+    categories = (paid_order_categories(present["payments"]).collect()
+                  if present["payments"] is not None else None)
+    absent = {d for d, frame in present.items() if frame is None}
+    frames = []
+    for day in days:
+        state = customer_state_as_of(activity, categories, present["customers"], day)
+        frames.append(features(state, activity, present["tickets"], day, absent).collect())
+    return pl.concat(frames)
+
+
+def labels_for(feature_frame: pl.DataFrame, silver: dict[str, pl.DataFrame | None],
+               horizon_days: int, last_day: date) -> pl.DataFrame:
+    """Churn labels for every snapshot day whose window ends by ``last_day``."""
+    parts = [
+        churn_labels(part, silver["payments"], silver.get("customers"), day, horizon_days)
+        .collect()
+        for (day,), part in feature_frame.partition_by("snapshot_date", as_dict=True).items()
+        if day + timedelta(days=horizon_days) <= last_day
+    ]
+    if not parts:
+        raise ValueError(f"no snapshot day has a closed {horizon_days}-day label window by "
+                         f"{last_day}: simulate more days")
+    return pl.concat(parts).sort("snapshot_date", "customer_id")
+
+
+def oracle_scores(world: SimulatedWorld, rows: pl.DataFrame) -> pl.DataFrame:
+    """Per row (``snapshot_date``, ``customer_id``): ``hazard_oracle``, ``label_oracle`` and
+    ``alive`` (the customer's true churn day is after the snapshot)."""
+    truth = world.truth_customers().select(
+        "customer_id", "churn_date", "segment", "payment_risk")
+    days = rows["snapshot_date"].unique().to_list()
+    hazard = world.hazard(sorted(set(days) | {d + timedelta(days=1) for d in days})).select(
+        "customer_id", snapshot_date=pl.col("day"), hazard="hazard",
+        engagement="engagement", satisfaction="satisfaction")
+    # Customers who signed up on the snapshot day are at risk from the next day on.
+    next_day = hazard.with_columns(pl.col("snapshot_date") - pl.duration(days=1))
+    joined = (
+        rows.select("snapshot_date", "customer_id")
+        .join(hazard, on=["snapshot_date", "customer_id"], how="left")
+        .join(next_day, on=["snapshot_date", "customer_id"], how="left", suffix="_next")
+        .join(truth, on="customer_id", how="left")
+    )
+    alive = (pl.col("churn_date").is_null() | (pl.col("churn_date") > pl.col("snapshot_date")))
+    state = {c: pl.coalesce(c, f"{c}_next") for c in ("hazard", "engagement", "satisfaction")}
+    buy = pl.col("segment").replace_strict(list(SEGMENTS), SEGMENT_BUY.tolist(),
+                                           return_dtype=pl.Float64)
+    joined = joined.with_columns(
+        alive=alive,
+        h=state["hazard"].fill_null(state["hazard"].median()),
+        mu=SESSIONS_PER_ENGAGEMENT * state["engagement"]
+        * (buy * (0.45 + 0.75 * state["satisfaction"])).clip(0.0, 1.0)
+        * (1.0 - UNRECOVERED_SHARE * pl.col("payment_risk")),
+    )
+    alive_now, h = joined["alive"].to_numpy(), joined["h"].to_numpy()
+    mu = joined["mu"].fill_null(joined["mu"].median()).to_numpy()
+    return joined.select("snapshot_date", "customer_id", "alive").with_columns(
+        hazard_oracle=np.where(alive_now, h, 1.0),
+        label_oracle=np.where(alive_now, _label_probability(h, mu, world.horizon_days), 1.0),
+    )
+
+
+def _label_probability(h: np.ndarray, mu: np.ndarray, horizon: int) -> np.ndarray:
+    """P(no paid order in the window, or an explicit cancellation in it) for a customer alive
+    on the snapshot day with constant daily hazard ``h`` and paid-order rate ``mu``."""
+    k = np.arange(1, horizon + 1)[None, :]  # churn on day k: k - 1 active days before it
+    churn_on_k = (1 - h[:, None]) ** (k - 1) * h[:, None]
+    ordered_before = 1 - np.exp(-mu[:, None] * (k - 1))
+    survives = (1 - h) ** horizon * (1 - np.exp(-mu * horizon))
+    retained = survives + (1 - EXPLICIT_CANCEL_SHARE) * (churn_on_k * ordered_before).sum(axis=1)
+    return 1.0 - retained
+
+
+def oracle_report(world: SimulatedWorld, config: ChurnTrainingConfig | None = None
+                  ) -> dict[str, Any]:
+    """Validation metrics of the model, its baseline and both oracles on the same rows, ECE
+    before and after calibration, and the same AUCs on the rows of truly alive customers."""
+    result = train_churn_model(world.features, world.labels, config)
+    valid = result.validation
+    oracle = valid.select("snapshot_date", "customer_id").join(
+        oracle_scores(world, valid), on=["snapshot_date", "customer_id"], how="left")
+    y = valid["churned"].to_numpy()
+    alive = oracle["alive"].to_numpy()
+    scores = {
+        "model": result.validation_probability,
+        "baseline": result.baseline_probability,
+        "hazard_oracle": oracle["hazard_oracle"].to_numpy(),
+        "label_oracle": oracle["label_oracle"].to_numpy(),
+    }
+    auc = {name: m.classification_metrics(y, p)["roc_auc"] for name, p in scores.items()}
+    auc_alive = {name: m.classification_metrics(y[alive], p[alive])["roc_auc"]
+                 for name, p in scores.items()}
+    return {
+        "split": result.split.describe(),
+        "best_iteration": result.best_iteration,
+        "roc_auc": auc,
+        "roc_auc_alive_rows": auc_alive,
+        "alive_share": float(alive.mean()),
+        "pr_auc": {"model": result.metrics["model"]["pr_auc"],
+                   "baseline": result.metrics["baseline"]["pr_auc"]},
+        "ece_uncalibrated": result.metrics["model_uncalibrated"]["ece"],
+        "ece_calibrated": result.metrics["model"]["ece"],
+        "ece_label_oracle": m.expected_calibration_error(y, scores["label_oracle"]),
+        "brier": {"model": result.metrics["model"]["brier"],
+                  "model_uncalibrated": result.metrics["model_uncalibrated"]["brier"],
+                  "baseline": result.metrics["baseline"]["brier"]},
+        "lift_at_10pct": {"model": result.metrics["model"]["lift_at_10pct"],
+                          "baseline": result.metrics["baseline"]["lift_at_10pct"]},
+        "segments": result.segments.to_dicts(),
+        "top_features": result.model.importance.head(5).to_dicts(),
+    }
+
+
+def cltv_report(world: SimulatedWorld, cutoff: date, horizon_days: int | None = None
+                ) -> dict[str, Any]:
+    """Fit CLTV on the features of ``cutoff`` (history before the simulation is unseen, so
+    ``history_start`` is its first day) and compare the prediction over ``horizon_days``
+    (default: to the end of the history) with the revenue that came; a naive "last 90 days'
+    revenue, repeated" forecast is scored alongside for scale."""
+    horizon = horizon_days or (world.last_day - cutoff).days
+    snapshot = world.features.filter(pl.col("snapshot_date") == cutoff)
+    if snapshot.height == 0:
+        raise ValueError(f"no features on {cutoff}")
+    model = fit_cltv(snapshot, history_start=world.config.start)
+    predicted = model.predict(snapshot, horizon)
+    actual = actual_revenue(world.silver["payments"], cutoff, cutoff + timedelta(days=horizon))
+    naive = snapshot.select(
+        "customer_id",
+        cltv=pl.col("revenue_90d").fill_null(0.0).clip(lower_bound=0.0) * horizon / 90)
+    return {
+        "cutoff": cutoff.isoformat(), "horizon_days": horizon,
+        "parameters": {k: v for k, v in vars(model).items() if k != "history_start"},
+        "cltv": evaluate_cltv(predicted, actual).as_dict(),
+        "naive_last_90_days": evaluate_cltv(naive, actual).as_dict(),
+        "predicted_365_total": float(model.predict(snapshot, 365)["cltv"].sum()),
+    }

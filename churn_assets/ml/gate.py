@@ -1,0 +1,89 @@
+"""The promotion gate: when the challenger may become champion, and why (or why not).
+
+A challenger is promoted when both hold:
+
+1. its validation ROC-AUC is at least ``auc_floor`` (default 0.80), and
+2. it is not worse than the current champion's ROC-AUC *on the same validation rows* by more
+   than ``max_auc_drop`` (default 0.01). Without a champion, rule 2 passes.
+
+Both AUCs are computed here, by the registered models, on the challenger's validation window:
+a champion's AUC from its own training run was measured on another window and is not
+comparable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+METRIC = "roc_auc"
+
+
+@dataclass(frozen=True)
+class GatePolicy:
+    """The gate's thresholds; the resource exposes them as ``auc_floor`` and ``max_auc_drop``."""
+
+    auc_floor: float = 0.80
+    max_auc_drop: float = 0.01
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.auc_floor <= 1.0:
+            raise ValueError(f"auc_floor must be in [0, 1], got {self.auc_floor}")
+        if not 0.0 <= self.max_auc_drop <= 1.0:
+            raise ValueError(f"max_auc_drop must be in [0, 1], got {self.max_auc_drop}")
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """What the gate decided, with a reason per rule, in words a reviewer can act on."""
+
+    promote: bool
+    reasons: tuple[str, ...]
+    challenger_auc: float
+    champion_auc: float | None
+    policy: GatePolicy
+    challenger_version: str | None = None
+    champion_version: str | None = None
+
+    def tags(self) -> dict[str, str]:
+        """MLflow tags for the challenger's run and model version."""
+        return {
+            "gate.decision": "promoted" if self.promote else "refused",
+            "gate.reasons": " | ".join(self.reasons),
+            "gate.metric": METRIC,
+            "gate.challenger_auc": f"{self.challenger_auc:.6f}",
+            "gate.champion_auc": "none" if self.champion_auc is None
+            else f"{self.champion_auc:.6f}",
+            "gate.champion_version": self.champion_version or "none",
+            "gate.auc_floor": str(self.policy.auc_floor),
+            "gate.max_auc_drop": str(self.policy.max_auc_drop),
+        }
+
+
+def decide(challenger_auc: float, champion_auc: float | None,
+           policy: GatePolicy | None = None, *, challenger_version: str | None = None,
+           champion_version: str | None = None) -> GateDecision:
+    """Apply both rules; every rule contributes a reason, passed or not."""
+    policy = policy or GatePolicy()
+    floor_ok = challenger_auc >= policy.auc_floor
+    reasons = [
+        f"{METRIC} {challenger_auc:.4f} {'>=' if floor_ok else '<'} auc_floor "
+        f"{policy.auc_floor:.4f}"
+    ]
+    if champion_auc is None:
+        margin_ok = True
+        reasons.append("no current champion to compare with")
+    else:
+        drop = champion_auc - challenger_auc
+        margin_ok = drop <= policy.max_auc_drop
+        reasons.append(
+            f"{METRIC} {challenger_auc:.4f} vs champion "
+            f"{'v' + champion_version + ' ' if champion_version else ''}{champion_auc:.4f} on "
+            f"the same validation rows: {'a drop of ' + format(drop, '.4f') if drop > 0 else 'no drop'}"
+            f" ({'within' if margin_ok else 'beyond'} max_auc_drop {policy.max_auc_drop:.4f})"
+        )
+    return GateDecision(floor_ok and margin_ok, tuple(reasons), challenger_auc, champion_auc,
+                        policy, challenger_version, champion_version)
+
+
+class NoChampionError(LookupError):
+    """No model version carries the champion alias."""

@@ -1,0 +1,8 @@
+"""The registered churn model's code (MLflow "models from code"): MLflow copies this file into
+the model and runs it on load, instead of unpickling a Python object."""
+
+from mlflow.models import set_model
+
+from churn_assets.ml.registry import ChurnPyfunc
+
+set_model(ChurnPyfunc())

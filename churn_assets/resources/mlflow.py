@@ -1,0 +1,77 @@
+"""MLflow as a Dagster resource: a thin, typed wrapper over ``churn_assets.ml.registry``.
+
+Defaults work locally with nothing configured: tracking and registry in
+``$CHURN_HOME/mlflow/mlflow.db`` (SQLite: the registry needs a database), artifacts in
+``$CHURN_HOME/mlflow/artifacts``. Set ``tracking_uri`` (and ``registry_uri`` if it differs,
+e.g. ``databricks-uc``) for a shared server; secrets belong in ``dg.EnvVar``.
+
+Not ``dagster-mlflow``: its ``mlflow_tracking`` resource is legacy and opens a run for the whole
+Dagster run, while a training here is one short run opened and closed inside ``log_training``,
+so there is no dangling run for its end-of-run hook to close.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+import mlflow
+import polars as pl
+from pydantic import Field
+
+from churn_assets.ml.churn_model import TrainingResult
+from churn_assets.ml.gate import GateDecision, GatePolicy
+from churn_assets.ml.registry import (
+    EXPERIMENT,
+    MODEL_NAME,
+    LoggedTraining,
+    MlflowLocation,
+)
+from churn_assets.ml.registry import gate as run_gate
+from churn_assets.ml.registry import load_champion as registry_champion
+from churn_assets.ml.registry import log_training as registry_log
+from churn_assets.ml.registry import register as registry_register
+from churn_assets.settings import Paths
+
+
+class MlflowResource(dg.ConfigurableResource):
+    """Tracking, registry and the champion gate for ``churn_model``."""
+
+    tracking_uri: str | None = Field(
+        None, description="MLflow tracking URI; default sqlite:///$CHURN_HOME/mlflow/mlflow.db")
+    registry_uri: str | None = Field(None, description="Model registry URI; default: tracking_uri")
+    experiment: str = Field(EXPERIMENT, description="Experiment every training run goes to")
+    artifact_location: str | None = Field(
+        None, description="Where the experiment keeps artifacts (used when it is created); "
+        "default $CHURN_HOME/mlflow/artifacts")
+    model_name: str = Field(MODEL_NAME, description="Registered model name")
+    auc_floor: float = Field(0.80, description="A challenger's validation ROC-AUC must reach "
+                             "this to become champion")
+    max_auc_drop: float = Field(0.01, description="...and be at most this much below the "
+                                "current champion's ROC-AUC on the same validation rows")
+
+    def location(self) -> MlflowLocation:
+        if self.tracking_uri is None:
+            local = MlflowLocation.under(Paths.from_env().mlflow, self.experiment)
+            return MlflowLocation(local.tracking_uri, self.registry_uri or local.registry_uri,
+                                  self.experiment, self.artifact_location or local.artifact_location)
+        return MlflowLocation(self.tracking_uri, self.registry_uri or self.tracking_uri,
+                              self.experiment, self.artifact_location)
+
+    def policy(self) -> GatePolicy:
+        return GatePolicy(auc_floor=self.auc_floor, max_auc_drop=self.max_auc_drop)
+
+    def log_training(self, result: TrainingResult, run_name: str | None = None,
+                     tags: dict[str, str] | None = None) -> LoggedTraining:
+        """One run: params, data window, metrics, plots, and the model with its signature."""
+        return registry_log(self.location(), result, run_name=run_name, tags=tags)
+
+    def register(self, logged: LoggedTraining) -> str:
+        """A new version of ``model_name`` with the ``challenger`` alias; returns the version."""
+        return registry_register(self.location(), logged, self.model_name)
+
+    def gate(self, validation: pl.DataFrame, challenger: str | None = None) -> GateDecision:
+        """Score challenger and champion on ``validation``; move ``champion`` if it passes."""
+        return run_gate(self.location(), validation, self.policy(), self.model_name, challenger)
+
+    def load_champion(self) -> mlflow.pyfunc.PyFuncModel:
+        """The champion pyfunc; ``NoChampionError`` (saying what to change) when there is none."""
+        return registry_champion(self.location(), self.model_name, self.policy())
