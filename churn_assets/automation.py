@@ -32,7 +32,8 @@ def build_daily_job(deadline_checks=()):
         DAILY_JOB,
         # Labels for day D need D+horizon's data: they run later, in their own job.
         # Deadline checks judge today's clock, not the days run: their own sensor runs them.
-        selection=(dg.AssetSelection.all() - dg.AssetSelection.assets(LABELS_KEY))
+        selection=(dg.AssetSelection.all()
+                   - dg.AssetSelection.assets(LABELS_KEY, *MODEL_KEYS))
         - dg.AssetSelection.checks(*deadline_checks),
         description="Bronze to gold features for a day or a range of days (what "
         "`churn-assets run` runs first).",
@@ -44,6 +45,30 @@ def build_labels_job():
         LABELS_JOB,
         selection=dg.AssetSelection.assets(LABELS_KEY),
         description="Churn labels for snapshot days whose label window has fully arrived.",
+    )
+
+
+TRAINING_JOB = "churn_training"
+MODEL_KEYS = [dg.AssetKey(["ml", "churn_model"]), dg.AssetKey(["ml", "cltv_model"])]
+
+
+def build_training_job():
+    return dg.define_asset_job(
+        TRAINING_JOB,
+        selection=dg.AssetSelection.assets(*MODEL_KEYS),
+        description="Train, evaluate and register the churn model (gated) and refit CLTV. "
+        "Launch it from the UI for an on-demand retraining.",
+    )
+
+
+def build_training_schedule(settings: Settings, job) -> dg.ScheduleDefinition:
+    return dg.ScheduleDefinition(
+        name="weekly_training",
+        job=job,
+        cron_schedule=settings.model.retrain_cron,
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Retrains the models ([model] retrain_cron in settings.toml).",
     )
 
 

@@ -197,11 +197,36 @@ def _run(args: argparse.Namespace) -> int:
                 days_per_run=args.days_per_run, on_chunk=report, job_name=LABELS_JOB,
             )
         else:
-            print(f"no churn labels yet: they need {horizon} days of data after a snapshot day "
-                  f"(data has landed through {landed_last}; [labels] horizon_days in settings.toml)")
+            print(f"no label days in this range: a label needs {horizon} days of data after its "
+                  f"snapshot day (data has landed through {landed_last}; [labels] horizon_days "
+                  "in settings.toml)")
+        _train(defs, instance)
     print(f"\ntables are under {paths.lake} (Delta; open with polars.scan_delta or deltalake)")
     print("see the runs, assets and checks in the UI: make ui  (http://127.0.0.1:3000)")
     return 0
+
+
+def _train(defs, instance) -> None:
+    from churn_assets.automation import TRAINING_JOB
+    from churn_assets.runner import RunError, run_once
+
+    print("training the churn and CLTV models", flush=True)
+    try:
+        result = run_once(defs, TRAINING_JOB, instance)
+    except RunError as exc:
+        # History too short to train is common on a small world: say why, keep the data.
+        print(f"  models not trained: {exc}")
+        return
+    for event in result.get_asset_materialization_events():
+        meta = {k: v.value for k, v in event.materialization.metadata.items()}
+        if "model_version" in meta:
+            print(f"  churn_model v{meta['model_version']}: validation ROC-AUC "
+                  f"{meta.get('val_roc_auc')} (baseline {meta.get('baseline_val_roc_auc')}), "
+                  f"ECE {meta.get('val_ece')}; gate: {meta.get('gate')}")
+        elif "fitted_on" in meta:
+            print(f"  cltv_model fitted on {meta['fitted_on']}; latest window: predicted "
+                  f"{meta.get('eval_total_predicted')} vs actual {meta.get('eval_total_actual')}"
+                  f", Spearman {meta.get('eval_spearman')}")
 
 
 def _progress(label: str):

@@ -8,6 +8,7 @@ import dagster as dg
 
 from churn_assets.assets.bronze import build_bronze_assets
 from churn_assets.assets.gold import build_gold_assets
+from churn_assets.assets.model import build_model_assets
 from churn_assets.assets.silver import build_silver_assets
 from churn_assets.automation import (
     build_daily_job,
@@ -15,6 +16,8 @@ from churn_assets.automation import (
     build_deadline_sensor,
     build_labels_job,
     build_landing_sensor,
+    build_training_job,
+    build_training_schedule,
 )
 from churn_assets.resources import build_resources
 from churn_assets.settings import Paths, Settings, load_settings
@@ -37,16 +40,19 @@ def build_definitions(
     bronze = build_bronze_assets(partitions_def)
     silver = build_silver_assets(partitions_def, settings)
     gold = build_gold_assets(partitions_def, settings)
+    models = build_model_assets(settings)
     deadline_checks = build_deadline_checks(settings)
+    training = build_training_job()
     return dg.Definitions(
-        assets=[*bronze, *silver, *gold],
+        assets=[*bronze, *silver, *gold, *models],
         asset_checks=deadline_checks,
-        jobs=[build_daily_job(deadline_checks), build_labels_job()],
+        jobs=[build_daily_job(deadline_checks), build_labels_job(), training],
+        schedules=[build_training_schedule(settings, training)],
         sensors=[
             build_landing_sensor(partitions_def, bronze),
             build_deadline_sensor(deadline_checks),
         ],
-        resources=build_resources(env, paths),
+        resources=build_resources(env, paths, settings),
         # Steps share one process: on a 2-core laptop a process per step costs more than it buys.
         executor=dg.in_process_executor,
     )

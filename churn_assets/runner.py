@@ -139,3 +139,20 @@ def run_range(
                 + ". Open the run in the UI (`make ui`) for the full logs."
             )
     return results
+
+
+def run_once(defs: dg.Definitions, job_name: str, instance: dg.DagsterInstance,
+             log_level: str = "WARNING") -> dg.ExecuteInProcessResult:
+    """Run an unpartitioned job (training) once; raise ``RunError`` with the failure if it fails."""
+    result = defs.resolve_job_def(job_name).execute_in_process(
+        instance=instance,
+        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+        raise_on_error=False,
+    )
+    if not result.success:
+        failure = next((e for e in result.all_events if e.is_step_failure), None)
+        error = failure.step_failure_data.error if failure else None
+        message = (error.message.strip() if error else "") or "see the run in the UI"
+        raise RunError(f"run {result.run_id} of {job_name} failed: {message}")
+    return result
+

@@ -11,6 +11,7 @@ import tomllib
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -114,13 +115,36 @@ class FreshnessSettings(_Section):
     )
 
 
+class ModelSettings(_Section):
+    """The churn and CLTV models: training window, validation, the champion gate, retraining."""
+
+    training_days: int = Field(
+        120, ge=20,
+        description="Latest labelled snapshot days the churn model trains and validates on.",
+    )
+    validation_days: int = Field(
+        14, ge=1, description="Latest labelled snapshot days held out for validation.")
+    calibration: Literal["isotonic", "platt"] = Field(
+        "isotonic", description="How raw scores become probabilities (on held-out customers).")
+    auc_floor: float = Field(
+        0.80, ge=0, le=1, description="A challenger's validation ROC-AUC must reach this.")
+    max_auc_drop: float = Field(
+        0.01, ge=0, le=1,
+        description="...and be at most this much below the champion's on the same rows.")
+    retrain_cron: str = Field(
+        "0 3 * * 1", description="When the training job runs (UTC cron; default Mondays 03:00).")
+    cltv_horizon_days: int = Field(
+        365, ge=1, le=3650, description="Horizon of the expected revenue (CLTV).")
+
+
 class Settings(_Section):
-    """Business settings. Later issues add sections (model gate, risk bands, budget…)."""
+    """Business settings. Later issues add sections (risk bands, budget…)."""
 
     partitions: PartitionSettings = PartitionSettings()
     labels: LabelSettings = LabelSettings()
     checks: CheckSettings = CheckSettings()
     freshness: FreshnessSettings = FreshnessSettings()
+    model: ModelSettings = ModelSettings()
 
 
 class SettingsError(ValueError):

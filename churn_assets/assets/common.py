@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import dagster as dg
 import narwhals as nw
+import polars as pl
 
 from churn_assets.ingest.columns import PII_COLUMNS
 from churn_assets.resources.store import DateWindow
@@ -62,3 +63,8 @@ def _metadata_value(value):
     if isinstance(value, list | dict | tuple):
         return dg.MetadataValue.json(value if not isinstance(value, tuple) else list(value))
     return value
+
+
+def to_polars(frame) -> pl.DataFrame:
+    """A native frame of any engine collected as one Polars frame (models train on one node)."""
+    return nw.from_native(frame).lazy().collect(backend="polars").to_native()

@@ -126,7 +126,7 @@ def build_features_asset(partitions_def, settings: Settings) -> dg.AssetsDefinit
     )
     def _features(context: dg.AssetExecutionContext, store: TableStore):
         window = DateWindow.from_time_window(context.partition_time_window)
-        first_arrivals = {d: _first_arrival(store, silver_table(d)) for d in DOMAINS}
+        first_arrivals = {d: first_arrival(store, silver_table(d)) for d in DOMAINS}
         state, rebuilt = None, []
         for chunk in chunks(window, CHUNK_DAYS):
             # One read per chunk: the days' slices are cut from these in memory.
@@ -266,7 +266,7 @@ def _rebuilt_state(store: TableStore, day: date) -> gold.CustomerState:
         store.read(silver_table("customers"), everything, ARRIVAL), day)
 
 
-def _first_arrival(store: TableStore, table: str) -> date | None:
+def first_arrival(store: TableStore, table: str) -> date | None:
     return _arrival_bound(store, table, "min")
 
 

@@ -34,6 +34,20 @@ CATEGORICAL = ("segment", "region", "acquisition_channel", "status", "last_ticke
 FEATURES = tuple(c for c in FEATURE_SCHEMA if c not in KEY)
 
 
+def at_risk(horizon_days: int) -> pl.Expr:
+    """The customers a churn model is for on a snapshot day: not cancelled, and either ordered
+    within the label horizon or are new enough not to have had the chance.
+
+    The rest have already churned by the label's own definition (no paid order in H days):
+    their label is a foregone conclusion, and training or validating on them inflates AUC
+    without helping to rank anyone the business can still keep.
+    """
+    recent_order = pl.col("days_since_last_order") <= horizon_days
+    new_customer = pl.col("days_since_last_order").is_null() & (
+        pl.col("tenure_days") <= horizon_days)
+    return ~pl.col("is_cancelled").fill_null(False) & (recent_order | new_customer)
+
+
 def training_frame(features: pl.DataFrame | pl.LazyFrame,
                    labels: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
     """Features with their label: an inner join on (snapshot_date, customer_id), sorted by it.

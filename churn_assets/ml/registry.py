@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,8 @@ class MlflowLocation:
     def activate(self) -> str:
         """Point ``mlflow`` here and return the experiment id (created on first use with the
         configured artifact location)."""
+        # Progress bars for local artifact copies only clutter run logs and the CLI.
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         mlflow.set_tracking_uri(self.tracking_uri)
         mlflow.set_registry_uri(self.registry_uri)
         found = mlflow.get_experiment_by_name(self.experiment)
@@ -123,6 +126,20 @@ def log_training(location: MlflowLocation, result: TrainingResult, *,
                 pip_requirements=_requirements(),
             )
     return LoggedTraining(run.info.run_id, info.model_uri)
+
+
+def log_cltv(location: MlflowLocation, params: dict[str, Any], report: dict[str, float]) -> str:
+    """One MLflow run for a CLTV fit: its parameters, the evaluation on the latest labelled
+    window, and the parameters as ``cltv_model.json``. Returns the run id."""
+    experiment_id = location.activate()
+    fitted_on = params.get("fitted_on")
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"cltv-{fitted_on}") as run:
+        mlflow.set_tags({"churn.kind": "cltv"})
+        mlflow.log_params({k: _json(v) for k, v in params.items()})
+        if report:
+            mlflow.log_metrics(report)
+        mlflow.log_dict({k: _json(v) for k, v in params.items()}, "cltv_model.json")
+    return run.info.run_id
 
 
 def register(location: MlflowLocation, logged: LoggedTraining, model_name: str = MODEL_NAME,

@@ -12,6 +12,8 @@ so there is no dangling run for its end-of-run hook to close.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 import mlflow
 import polars as pl
@@ -27,6 +29,7 @@ from churn_assets.ml.registry import (
 )
 from churn_assets.ml.registry import gate as run_gate
 from churn_assets.ml.registry import load_champion as registry_champion
+from churn_assets.ml.registry import log_cltv as registry_log_cltv
 from churn_assets.ml.registry import log_training as registry_log
 from churn_assets.ml.registry import register as registry_register
 from churn_assets.settings import Paths
@@ -36,7 +39,11 @@ class MlflowResource(dg.ConfigurableResource):
     """Tracking, registry and the champion gate for ``churn_model``."""
 
     tracking_uri: str | None = Field(
-        None, description="MLflow tracking URI; default sqlite:///$CHURN_HOME/mlflow/mlflow.db")
+        None, description="MLflow tracking URI (e.g. 'databricks'); default: a SQLite store "
+        "under tracking_root")
+    tracking_root: str | None = Field(
+        None, description="Folder of the local SQLite store and artifacts; default "
+        "$CHURN_HOME/mlflow")
     registry_uri: str | None = Field(None, description="Model registry URI; default: tracking_uri")
     experiment: str = Field(EXPERIMENT, description="Experiment every training run goes to")
     artifact_location: str | None = Field(
@@ -50,7 +57,8 @@ class MlflowResource(dg.ConfigurableResource):
 
     def location(self) -> MlflowLocation:
         if self.tracking_uri is None:
-            local = MlflowLocation.under(Paths.from_env().mlflow, self.experiment)
+            root = Path(self.tracking_root) if self.tracking_root else Paths.from_env().mlflow
+            local = MlflowLocation.under(root, self.experiment)
             return MlflowLocation(local.tracking_uri, self.registry_uri or local.registry_uri,
                                   self.experiment, self.artifact_location or local.artifact_location)
         return MlflowLocation(self.tracking_uri, self.registry_uri or self.tracking_uri,
@@ -63,6 +71,10 @@ class MlflowResource(dg.ConfigurableResource):
                      tags: dict[str, str] | None = None) -> LoggedTraining:
         """One run: params, data window, metrics, plots, and the model with its signature."""
         return registry_log(self.location(), result, run_name=run_name, tags=tags)
+
+    def log_cltv(self, params: dict, report: dict[str, float]) -> str:
+        """A run with the CLTV model's parameters and evaluation; returns its id."""
+        return registry_log_cltv(self.location(), params, report)
 
     def register(self, logged: LoggedTraining) -> str:
         """A new version of ``model_name`` with the ``challenger`` alias; returns the version."""

@@ -1,0 +1,205 @@
+"""Model lifecycle: the churn model (trained, calibrated, explained, registered, gated) and the
+CLTV model, each an unpartitioned asset over the gold history.
+
+Training runs only when the latest evaluation of every blocking data expectation upstream
+passed: in the same run Dagster already stops it, and this also covers a retraining run days
+after a failed check. The gate's decision is an asset check on ``ml/churn_model``.
+"""
+
+
+from datetime import timedelta
+
+import dagster as dg
+import narwhals as nw
+import polars as pl
+
+from churn_assets.assets.bronze import bronze_key
+from churn_assets.assets.common import to_polars
+from churn_assets.assets.gold import FEATURES, LABELS, SNAPSHOT, first_arrival, key
+from churn_assets.assets.silver import CHECKS as SILVER_CHECKS
+from churn_assets.assets.silver import ONLY_FOR, silver_key
+from churn_assets.assets.silver import table as silver_table
+from churn_assets.ml.churn_model import ChurnTrainingConfig, train_churn_model
+from churn_assets.ml.cltv import actual_revenue, evaluate_cltv, fit_cltv
+from churn_assets.ml.dataset import at_risk
+from churn_assets.resources.mlflow import MlflowResource
+from churn_assets.resources.store import DateWindow, TableStore
+from churn_assets.settings import DOMAINS, Settings
+
+CHURN_MODEL_KEY = dg.AssetKey(["ml", "churn_model"])
+CLTV_MODEL_KEY = dg.AssetKey(["ml", "cltv_model"])
+CLTV_TABLE = "ml.cltv_model"
+GATE_CHECK = "promotion_gate"
+SHOWN_METRICS = ("roc_auc", "pr_auc", "brier", "ece", "lift_at_10pct", "precision_at_10pct",
+                 "rows", "base_rate")
+
+
+def blocking_check_keys() -> list[dg.AssetCheckKey]:
+    keys = [dg.AssetCheckKey(bronze_key(d), "reconciled_with_landing") for d in DOMAINS]
+    for name, (blocking, _) in SILVER_CHECKS.items():
+        if blocking:
+            keys += [dg.AssetCheckKey(silver_key(d), name) for d in ONLY_FOR.get(name, DOMAINS)]
+    return keys
+
+
+def failed_blocking_checks(instance: dg.DagsterInstance) -> list[str]:
+    """Blocking checks whose latest evaluation failed with ERROR, as 'asset:check (why)'."""
+    failed = []
+    for check_key in blocking_check_keys():
+        record = instance.get_latest_asset_check_evaluation_record(check_key)
+        evaluation = record.evaluation if record else None
+        if evaluation is not None and not evaluation.passed and (
+                evaluation.severity == dg.AssetCheckSeverity.ERROR):
+            failed.append(f"{check_key.asset_key.to_user_string()}:{check_key.name} "
+                          f"({evaluation.description or 'see the UI'})")
+    return failed
+
+
+def refuse_on_failed_checks(context: dg.AssetExecutionContext) -> None:
+    failed = failed_blocking_checks(context.instance)
+    if failed:
+        raise dg.Failure(
+            description=f"{len(failed)} blocking data check(s) failed on their latest run, so "
+            f"the model does not train on that data: {'; '.join(failed[:5])}. Fix the data "
+            "(or re-drop it), rematerialize the checked assets, then train again.",
+            metadata={"failed_checks": failed},
+        )
+
+
+def labelled_window(store: TableStore, days: int) -> DateWindow:
+    if not store.exists(LABELS):
+        raise dg.Failure("no churn labels yet: materialize gold/churn_labels first (labels for "
+                         "day D exist once data through D + horizon has arrived)")
+    frame = nw.from_native(store.read(LABELS, columns=[SNAPSHOT]))
+    last = frame.select(nw.col(SNAPSHOT).max()).lazy().collect().item()
+    if last is None:
+        raise dg.Failure("gold/churn_labels is empty: no snapshot day has a full label window")
+    return DateWindow(last - timedelta(days=days - 1), last + timedelta(days=1))
+
+
+def build_churn_model_asset(settings: Settings) -> dg.AssetsDefinition:
+    model = settings.model
+    horizon = settings.labels.horizon_days
+
+    @dg.asset(
+        key=CHURN_MODEL_KEY,
+        group_name="ml",
+        kinds={"lightgbm", "mlflow"},
+        deps=[key(FEATURES), key(LABELS)],
+        description="LightGBM churn model (native categoricals, early stopping) with a "
+        "logistic baseline on the same time-based split, calibrated probabilities and SHAP "
+        "drivers; logged to MLflow, registered as churn_model@challenger, and promoted to "
+        "@champion only through the gate.",
+        check_specs=[dg.AssetCheckSpec(
+            GATE_CHECK, asset=CHURN_MODEL_KEY,
+            description=f"The challenger's validation ROC-AUC is >= {model.auc_floor} and at "
+            f"most {model.max_auc_drop} below the champion's on the same rows.")],
+    )
+    def churn_model(context: dg.AssetExecutionContext, store: TableStore, mlflow: MlflowResource):
+        refuse_on_failed_checks(context)
+        window = labelled_window(store, model.training_days)
+        population = at_risk(horizon)
+        features = to_polars(store.read(FEATURES, window, SNAPSHOT)).filter(population)
+        labels = to_polars(store.read(LABELS, window, SNAPSHOT))
+        config = ChurnTrainingConfig(validation_days=model.validation_days,
+                                     calibration=model.calibration, horizon_days=horizon)
+        context.log.info(f"training on labelled snapshots {window}")
+        try:
+            result = train_churn_model(features, labels, config)
+        except ValueError as exc:
+            raise dg.Failure(description=f"cannot train: {exc}") from exc
+        logged = mlflow.log_training(result, tags={"dagster.run_id": context.run.run_id})
+        version = mlflow.register(logged)
+        decision = mlflow.gate(result.validation, challenger=version)
+        context.log.info(f"churn_model v{version}: {'; '.join(decision.reasons)}")
+        ours, base = result.metrics["model"], result.metrics["baseline"]
+        yield dg.MaterializeResult(metadata={
+            "model_version": version,
+            "mlflow_run_id": logged.run_id,
+            "gate": "promoted to champion" if decision.promote else "refused",
+            **{f"val_{k}": round(float(ours[k]), 4) for k in SHOWN_METRICS if k in ours},
+            **{f"baseline_val_{k}": round(float(base[k]), 4) for k in SHOWN_METRICS if k in base},
+            "ece_uncalibrated": round(float(result.metrics["model_uncalibrated"]["ece"]), 4),
+            **{f"data_{k}": str(v) for k, v in result.split.describe().items()},
+            "top_features": dg.MetadataValue.md(_importance_md(result.model.importance)),
+        })
+        yield dg.AssetCheckResult(
+            check_name=GATE_CHECK,
+            passed=decision.promote,
+            severity=dg.AssetCheckSeverity.WARN,
+            description="; ".join(decision.reasons),
+            metadata={
+                "challenger_version": version,
+                "challenger_auc": round(decision.challenger_auc, 4),
+                "champion_version": decision.champion_version or "none",
+                "champion_auc": None if decision.champion_auc is None
+                else round(decision.champion_auc, 4),
+                "auc_floor": model.auc_floor,
+                "max_auc_drop": model.max_auc_drop,
+            },
+        )
+
+    return churn_model
+
+
+def build_cltv_model_asset(settings: Settings) -> dg.AssetsDefinition:
+    horizon = settings.labels.horizon_days
+
+    @dg.asset(
+        key=CLTV_MODEL_KEY,
+        group_name="ml",
+        kinds={"scipy", "mlflow"},
+        deps=[key(FEATURES), key(LABELS), silver_key("payments")],
+        description="Expected revenue per customer (MBG/NBD orders x Gamma-Gamma order value), "
+        "fitted on the latest gold features; evaluated by refitting at the start of the latest "
+        "fully arrived label window and comparing with the revenue that followed.",
+    )
+    def cltv_model(context: dg.AssetExecutionContext, store: TableStore, mlflow: MlflowResource):
+        refuse_on_failed_checks(context)
+        last = nw.from_native(store.read(FEATURES, columns=[SNAPSHOT])).select(
+            nw.col(SNAPSHOT).max()).lazy().collect().item()
+        if last is None:
+            raise dg.Failure("gold/customer_features is empty: materialize it first")
+        # Orders before the first delivered day were never seen: customers start there.
+        history_start = first_arrival(store, silver_table("payments"))
+        fitted = fit_cltv(to_polars(store.read(FEATURES, DateWindow.day(last), SNAPSHOT)),
+                          history_start)
+        report: dict[str, float] = {}
+        cutoff = labelled_window(store, 1).start if store.exists(LABELS) else None
+        if cutoff is not None:
+            at_cutoff = to_polars(store.read(FEATURES, DateWindow.day(cutoff), SNAPSHOT))
+            then = fit_cltv(at_cutoff, history_start)
+            end = cutoff + timedelta(days=horizon)
+            payments = to_polars(store.read(
+                silver_table("payments"), columns=[
+                    "customer_id", "transaction_type", "status", "amount", "event_date"]))
+            evaluation = evaluate_cltv(then.predict(at_cutoff, horizon),
+                                       actual_revenue(payments, cutoff, end))
+            report = {f"eval_{k}": round(v, 4) for k, v in evaluation.as_dict().items()}
+        row = pl.DataFrame([{**{k: getattr(fitted, k) for k in
+                                ("r", "alpha", "a", "b", "p", "q", "gamma", "net_share")},
+                             "history_start": fitted.history_start, "fitted_on": last}])
+        store.overwrite(CLTV_TABLE, row)
+        run_id = mlflow.log_cltv(row.to_dicts()[0], report)
+        return dg.MaterializeResult(metadata={
+            "fitted_on": str(last), "mlflow_run_id": run_id,
+            **{k: round(float(v), 6) for k, v in row.drop("history_start", "fitted_on")
+               .to_dicts()[0].items()},
+            **report,
+            "eval_window": f"({cutoff}, {cutoff + timedelta(days=horizon)}]" if cutoff else "none",
+        })
+
+    return cltv_model
+
+
+def _importance_md(importance: pl.DataFrame, rows: int = 10) -> str:
+    if importance.is_empty():
+        return "_none_"
+    top = importance.head(rows)
+    lines = ["| feature | mean abs SHAP |", "|---|---|"]
+    lines += [f"| {f} | {v:.4f} |" for f, v in top.select(top.columns[:2]).iter_rows()]
+    return "\n".join(lines)
+
+
+def build_model_assets(settings: Settings) -> list[dg.AssetsDefinition]:
+    return [build_churn_model_asset(settings), build_cltv_model_asset(settings)]
