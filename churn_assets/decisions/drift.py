@@ -1,0 +1,141 @@
+"""Population stability: has today's population (features, score) moved from the training window?
+
+``population_stability(reference, current)`` computes, per column,
+``PSI = sum over bins of (current_share - reference_share) x ln(current_share / reference_share)``:
+
+- numeric columns: bins cut at the reference's quantiles ``1/bins .. (bins-1)/bins`` (finite
+  values; repeated cut points collapse, so ties and constant columns give fewer, honest bins: a
+  constant column has the bins ``(-inf, c]`` and ``(c, inf)``); bins are right-closed and the
+  outer ones open-ended, so current values outside the reference range land in them;
+- categorical columns (strings, categoricals, booleans): one bin per category seen on either side;
+- nulls (and NaN) are a bin of their own, ``"<null>"``, shown when either side has any;
+- shares are floored at ``epsilon`` before the logarithm, so a bin empty on one side adds a large
+  but finite term.
+
+Status: ``"error"`` from ``error`` (0.25), ``"warn"`` from ``warn`` (0.1), else ``"ok"`` (the
+usual reading: < 0.1 no shift, 0.1-0.25 a moderate shift, > 0.25 a major one). The histogram
+table (``HISTOGRAM_SCHEMA``) is small (<= bins + 1 rows per numeric column) for UI metadata.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+import polars as pl
+
+NULL_BIN = "<null>"
+DEFAULT_EXCLUDE = ("customer_id", "snapshot_date")
+
+DRIFT_SCHEMA: dict[str, pl.DataType] = {
+    "feature": pl.String(), "kind": pl.String(), "psi": pl.Float64(), "status": pl.String(),
+    "bins": pl.Int64(), "reference_rows": pl.Int64(), "current_rows": pl.Int64(),
+}
+HISTOGRAM_SCHEMA: dict[str, pl.DataType] = {
+    "feature": pl.String(), "bin_index": pl.Int64(), "bin": pl.String(),
+    "reference_share": pl.Float64(), "current_share": pl.Float64(),
+}
+
+
+class DriftReport(NamedTuple):
+    summary: pl.DataFrame  # DRIFT_SCHEMA, one row per feature, largest PSI first
+    histogram: pl.DataFrame  # HISTOGRAM_SCHEMA
+
+
+def psi(reference_share: np.ndarray, current_share: np.ndarray, epsilon: float = 1e-4) -> float:
+    """PSI of two share vectors over the same bins."""
+    r = np.maximum(np.asarray(reference_share, dtype=np.float64), epsilon)
+    c = np.maximum(np.asarray(current_share, dtype=np.float64), epsilon)
+    return float(np.sum((c - r) * np.log(c / r)))
+
+
+def drift_status(value: float, warn: float = 0.1, error: float = 0.25) -> str:
+    return "error" if value >= error else "warn" if value >= warn else "ok"
+
+
+def population_stability(reference: pl.DataFrame | pl.LazyFrame,
+                         current: pl.DataFrame | pl.LazyFrame,
+                         features: Sequence[str] | None = None, bins: int = 10,
+                         warn: float = 0.1, error: float = 0.25, epsilon: float = 1e-4,
+                         exclude: Sequence[str] = DEFAULT_EXCLUDE) -> DriftReport:
+    """PSI of each feature (default: every numeric, string or boolean column both frames share,
+    except ``exclude``) of ``current`` against ``reference``."""
+    if bins < 2:
+        raise ValueError(f"drift needs at least 2 bins; got {bins}")
+    if warn > error:
+        raise ValueError(f"drift thresholds need warn <= error; got warn={warn}, error={error}")
+    ref = reference.collect() if isinstance(reference, pl.LazyFrame) else reference
+    cur = current.collect() if isinstance(current, pl.LazyFrame) else current
+    if features is None:
+        features = [c for c in ref.columns if c in cur.columns and c not in exclude
+                    and _kind(ref.schema[c]) is not None]
+    if missing := [c for c in features if c not in ref.columns or c not in cur.columns]:
+        raise ValueError(f"drift features {missing} are missing from the reference or the "
+                         f"current frame")
+    if ref.height == 0 or cur.height == 0:
+        raise ValueError(f"drift needs rows on both sides; the reference has {ref.height} and "
+                         f"the current frame {cur.height}")
+    rows, histograms = [], []
+    for name in features:
+        kind = _kind(ref.schema[name])
+        if kind is None:
+            raise ValueError(f"drift cannot bin column {name!r} of type {ref.schema[name]}; "
+                             "expected a numeric, string, categorical or boolean column")
+        if kind == "numeric":
+            labels, r, c = _numeric_bins(ref[name], cur[name], bins)
+        else:
+            labels, r, c = _category_bins(ref[name], cur[name])
+        value = psi(r, c, epsilon)
+        rows.append({"feature": name, "kind": kind, "psi": value,
+                     "status": drift_status(value, warn, error), "bins": len(labels),
+                     "reference_rows": ref.height, "current_rows": cur.height})
+        histograms.append(pl.DataFrame({
+            "feature": [name] * len(labels), "bin_index": np.arange(len(labels)),
+            "bin": labels, "reference_share": r, "current_share": c,
+        }, schema=HISTOGRAM_SCHEMA))
+    summary = pl.DataFrame(rows, schema=DRIFT_SCHEMA).sort(
+        ["psi", "feature"], descending=[True, False])
+    histogram = pl.concat(histograms) if histograms else pl.DataFrame(schema=HISTOGRAM_SCHEMA)
+    return DriftReport(summary, histogram)
+
+
+def _kind(dtype: pl.DataType) -> str | None:
+    if dtype.is_numeric():
+        return "numeric"
+    if dtype in (pl.String, pl.Boolean, pl.Categorical) or isinstance(dtype, pl.Enum):
+        return "categorical"
+    return None
+
+
+def _numeric_bins(ref: pl.Series, cur: pl.Series, bins: int):
+    r = ref.cast(pl.Float64).fill_null(np.nan).to_numpy()
+    c = cur.cast(pl.Float64).fill_null(np.nan).to_numpy()
+    finite = r[np.isfinite(r)]
+    edges = (np.unique(np.quantile(finite, np.arange(1, bins) / bins)) if finite.size
+             else np.zeros(0))
+    bounds = ["-inf", *(f"{e:.6g}" for e in edges), "inf"]
+    labels = [f"({lo}, {hi}]" for lo, hi in zip(bounds[:-2], bounds[1:-1], strict=True)]
+    labels.append(f"({bounds[-2]}, inf)")
+
+    def shares(values: np.ndarray) -> np.ndarray:
+        index = np.where(np.isnan(values), edges.size + 1,
+                         np.searchsorted(edges, values, side="left"))
+        return np.bincount(index, minlength=edges.size + 2) / values.size
+
+    r_share, c_share = shares(r), shares(c)
+    if r_share[-1] == 0 and c_share[-1] == 0:
+        return labels, r_share[:-1], c_share[:-1]
+    return [*labels, NULL_BIN], r_share, c_share
+
+
+def _category_bins(ref: pl.Series, cur: pl.Series):
+    def shares(values: pl.Series) -> pl.DataFrame:
+        return (values.cast(pl.String).fill_null(NULL_BIN).alias("bin").value_counts(name="n")
+                .with_columns(share=pl.col("n") / values.len()).drop("n"))
+
+    table = shares(ref).join(shares(cur), on="bin", how="full", coalesce=True,
+                             suffix="_current").fill_null(0.0)
+    table = table.sort(pl.col("bin") == NULL_BIN, "bin")  # the null bin last
+    return (table["bin"].to_list(), table["share"].to_numpy(),
+            table["share_current"].to_numpy())

@@ -1,0 +1,128 @@
+"""Business questions as SQL over the pipeline's tables, run by ``polars.SQLContext``.
+
+Tables (register them with ``register_tables``):
+
+- ``gold_customer_features``: gold features (``transforms.gold.FEATURE_SCHEMA``);
+- ``scores_daily``: one row per customer and ``snapshot_date`` with ``churn_probability``,
+  ``risk_band``, ``cltv``, ``revenue_at_risk``, ``driver_1..3``, ``model_version``, ``segment``;
+- ``decisions_actions``: the CRM feed (``feed.FEED_SCHEMA``: customer_id, snapshot_date,
+  campaign_id, action, cost, expected_value, control, reason);
+- ``decisions_outcomes``: the feed with outcomes (``uplift.MEASURED_SCHEMA``: the feed's columns
+  plus ``retained`` and ``revenue`` in the outcome window).
+
+"Today" is the latest ``snapshot_date`` in ``scores_daily``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+import polars as pl
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+TABLES = ("gold_customer_features", "scores_daily", "decisions_actions", "decisions_outcomes")
+
+_LATEST = "(SELECT MAX(snapshot_date) FROM scores_daily)"
+
+QUESTIONS: dict[str, str] = {
+    # How many customers are at high risk today, out of how many scored?
+    "high_risk_customers": f"""
+        SELECT snapshot_date,
+               CAST(SUM(CASE WHEN risk_band = 'high' THEN 1 ELSE 0 END) AS BIGINT)
+                   AS high_risk_customers,
+               COUNT(*) AS customers_scored
+        FROM scores_daily
+        WHERE snapshot_date = {_LATEST}
+        GROUP BY snapshot_date
+    """,
+    # Where is today's revenue at risk? Per segment, largest first.
+    "revenue_at_risk_by_segment": f"""
+        SELECT segment,
+               COUNT(*) AS customers,
+               CAST(SUM(CASE WHEN risk_band = 'high' THEN 1 ELSE 0 END) AS BIGINT)
+                   AS high_risk_customers,
+               SUM(revenue_at_risk) AS revenue_at_risk,
+               SUM(cltv) AS cltv
+        FROM scores_daily
+        WHERE snapshot_date = {_LATEST}
+        GROUP BY segment
+        ORDER BY revenue_at_risk DESC, segment
+    """,
+    # Whom to prioritize today: the 20 customers with the most revenue at risk, with the action
+    # the policy chose for them (null: none today) and whether they are in the control group.
+    "prioritize_today": f"""
+        SELECT s.customer_id, s.segment, s.risk_band, s.churn_probability, s.cltv,
+               s.revenue_at_risk, s.driver_1, a.action, a.control, a.reason
+        FROM scores_daily AS s
+        LEFT JOIN decisions_actions AS a
+          ON a.customer_id = s.customer_id AND a.snapshot_date = s.snapshot_date
+        WHERE s.snapshot_date = {_LATEST}
+        ORDER BY s.revenue_at_risk DESC, s.customer_id
+        LIMIT 20
+    """,
+    # How did each campaign do? Retention and revenue per customer, treated against control,
+    # the retention uplift, the spend and the cost per saved customer (null unless uplift > 0).
+    "campaign_performance": """
+        WITH arms AS (
+            SELECT campaign_id, action, snapshot_date,
+                   CAST(SUM(CASE WHEN control THEN 0 ELSE 1 END) AS BIGINT) AS treated_n,
+                   CAST(SUM(CASE WHEN control THEN 1 ELSE 0 END) AS BIGINT) AS control_n,
+                   AVG(CASE WHEN control THEN NULL ELSE CAST(retained AS DOUBLE) END)
+                       AS treated_retention,
+                   AVG(CASE WHEN control THEN CAST(retained AS DOUBLE) ELSE NULL END)
+                       AS control_retention,
+                   AVG(CASE WHEN control THEN NULL ELSE revenue END)
+                       AS treated_revenue_per_customer,
+                   AVG(CASE WHEN control THEN revenue ELSE NULL END)
+                       AS control_revenue_per_customer,
+                   SUM(CASE WHEN control THEN 0.0 ELSE cost END) AS spend
+            FROM decisions_outcomes
+            GROUP BY campaign_id, action, snapshot_date
+        )
+        SELECT campaign_id, action, snapshot_date, treated_n, control_n,
+               treated_retention, control_retention,
+               treated_retention - control_retention AS uplift,
+               treated_revenue_per_customer, control_revenue_per_customer,
+               spend,
+               CASE WHEN treated_retention - control_retention > 0
+                    THEN spend / ((treated_retention - control_retention) * treated_n)
+               END AS cost_per_saved_customer
+        FROM arms
+        ORDER BY snapshot_date, campaign_id
+    """,
+    # Why are customers at risk? Today's average behaviour per risk band, from gold features.
+    "risk_band_profile": f"""
+        SELECT s.risk_band,
+               COUNT(*) AS customers,
+               AVG(f.days_since_last_order) AS avg_days_since_last_order,
+               AVG(f.sessions_30d) AS avg_sessions_30d,
+               AVG(f.tickets_30d) AS avg_tickets_30d,
+               AVG(f.failed_payments_90d) AS avg_failed_payments_90d
+        FROM scores_daily AS s
+        JOIN gold_customer_features AS f
+          ON f.customer_id = s.customer_id AND f.snapshot_date = s.snapshot_date
+        WHERE s.snapshot_date = {_LATEST}
+        GROUP BY s.risk_band
+        ORDER BY s.risk_band
+    """,
+}
+
+
+def register_tables(ctx: pl.SQLContext,
+                    tables: Mapping[str, pl.LazyFrame | pl.DataFrame]) -> pl.SQLContext:
+    """Register ``tables`` (name -> frame; eager frames are made lazy) in ``ctx``; returns it.
+
+    The questions read the ``TABLES`` names; other tables may be registered for ad-hoc SQL.
+    """
+    if bad := sorted(name for name in tables if not _IDENTIFIER.fullmatch(name)):
+        raise ValueError(f"table names {bad} are not SQL identifiers (letters, digits, _)")
+    for name, frame in tables.items():
+        ctx.register(name, frame.lazy())
+    return ctx
+
+
+def ask(ctx: pl.SQLContext, question: str) -> pl.DataFrame:
+    """Run one of ``QUESTIONS`` by name (or any SQL text) and collect the answer."""
+    query = QUESTIONS.get(question, question)
+    return ctx.execute(query, eager=True)
