@@ -17,6 +17,18 @@ Ground truth, under ``paths.truth`` (the pipeline never reads it):
   in the last 30 days, responder or not), treatment_effect (the share of the hazard the
   action removes that day; 0 for non-responders) and churned.
 - ``summary.json``: ``SimSummary.to_dict()``; ``state/``: the final ``BusinessState``.
+
+A run can stop early (``until``) and a later run can go further into the same home: the
+history is a pure function of the config and the actions, day by day. Every random stream is
+seeded from ``config.seed`` alone and drawn in day order; what a day draws depends only on the
+days before it and on the actions of that day (an action on day D changes the draws, records and
+drops from day D on, never before). Whatever is planned "for the end of the history" (late rows,
+re-drops owed past the last day, the day new columns appear) follows ``config.days``, not
+``until``. So the drops of days <= X are byte-identical whether a run stops at X or later, and
+whatever actions are dated after X; rows and re-drops owed to days after ``until`` are simply not
+written yet. With ``until``, the truth describes the world on that day: hazard files through it,
+``customers.parquet`` with churn (and traits such as the segment) as of that day (a later churn
+is null), ``state/`` after it.
 """
 
 from __future__ import annotations
@@ -26,12 +38,12 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import numpy as np
 import polars as pl
 
-from churn_assets.ingest.landing import DOMAIN_FORMATS, SUFFIXES, write_drop
+from churn_assets.ingest.landing import DOMAIN_FORMATS, SUFFIXES, find_drop, write_drop
 from churn_assets.settings import DOMAINS, Paths
 from churn_assets.simulator import vocab as V
 from churn_assets.simulator.config import SimConfig
@@ -67,6 +79,8 @@ class SimSummary:
     dirt: dict[str, dict[str, int]]
     redropped: tuple[tuple[str, date], ...] = ()
     switch_day: date | None = None
+    # The last simulated day: ``start + days - 1`` unless the run stopped early.
+    until: date | None = None
     seconds: float = field(default=0.0, compare=False)
 
     def dirt_totals(self) -> dict[str, int]:
@@ -76,6 +90,7 @@ class SimSummary:
         out = asdict(self)
         out["start"] = self.start.isoformat()
         out["switch_day"] = self.switch_day.isoformat() if self.switch_day else None
+        out["until"] = self.until.isoformat() if self.until else None
         out["redropped"] = [[d, day.isoformat()] for d, day in self.redropped]
         out["dirt_totals"] = self.dirt_totals()
         out.pop("seconds")
@@ -87,15 +102,27 @@ def simulate(
     config: SimConfig,
     actions: pl.DataFrame | None = None,
     progress: Callable[[int, int], None] | None = None,
+    until: date | None = None,
 ) -> SimSummary:
-    """Simulate ``config.days`` days into ``paths.landing`` and the ground truth into ``paths.truth``.
+    """Simulate ``config.days`` days (or through ``until``) into ``paths.landing``, and the ground
+    truth into ``paths.truth``.
 
-    ``actions`` (customer_id, day, action) are retention actions; one taken on day D lowers the
-    customer's hazard from D+1 on. ``progress(day_index, total_days)`` is called once per day,
-    1-based, after that day's drops are on disk. Simulate into a fresh home: rerunning into the
-    same landing zone leaves unchanged drops alone but re-drops the days that get re-dropped.
+    ``actions`` (customer_id, day, action) are retention actions. ``day`` is the day the customer
+    is contacted: the action is a marketing row (``RET-…`` campaign, 09:00-10:00) in that day's
+    drop, and lowers the customer's hazard from ``day + 1`` on (that day's own hazard and churn
+    are drawn before the contact). A decision made from data through day D is executed on
+    ``day = D + 1``. Actions for customers not active that day (not yet signed up, or churned)
+    are dropped; actions after ``until`` are not executed yet.
+
+    ``until`` (a day in ``start .. start + days - 1``; default the last) stops the run after that
+    day; the same ``config`` gives the same world whatever ``until`` (see the module docstring).
+    ``progress(day_index, total_days)`` is called once per simulated day, 1-based, after that
+    day's drops are on disk. Rerunning into the same landing zone, to the same or a later
+    ``until``, leaves the drops already written unchanged (same bytes, same revision) and only
+    adds what is new; the truth is rewritten.
     """
     started = time.perf_counter()
+    last = _last_day_index(config, until)
     business_seed, rows_seed, dirt_seed = np.random.SeedSequence(config.seed).spawn(3)
     start_epoch = (config.start - date(1970, 1, 1)).days * 86400
     state = BusinessState(config.customers, config.days, start_epoch, np.random.default_rng(business_seed))
@@ -109,7 +136,7 @@ def simulate(
         old.unlink()
     try:
         redropped = _run_days(paths, config, state, renderer, dirt, todo,
-                              np.random.default_rng(rows_seed), progress)
+                              np.random.default_rng(rows_seed), progress, last)
     finally:
         renderer.close()
 
@@ -126,6 +153,7 @@ def simulate(
         dirt={d: {k: counts[d][k] for k in DIRT_KINDS} for d in DOMAINS},
         redropped=tuple((domain, config.start + timedelta(days=t)) for domain, t in redropped),
         switch_day=None if switch is None or switch >= config.days else config.start + timedelta(days=switch),
+        until=config.start + timedelta(days=last),
         seconds=time.perf_counter() - started,
     )
     _write_truth(paths, state, renderer, config, summary)
@@ -133,8 +161,9 @@ def simulate(
 
 
 def _run_days(paths, config: SimConfig, state: BusinessState, renderer: Renderer, dirt: Dirt,
-              todo: dict, rows_rng: np.random.Generator, progress) -> list[tuple[str, int]]:
-    """The day loop: generate and dirty in this thread, render and write in one writer thread.
+              todo: dict, rows_rng: np.random.Generator, progress, last: int) -> list[tuple[str, int]]:
+    """The day loop through day index ``last``: generate and dirty in this thread, render and
+    write in one writer thread.
 
     At most two days are in flight (one for very big days), so memory does not grow with the
     history. Returns the re-dropped (domain, day index) pairs in the order they were re-dropped.
@@ -144,7 +173,7 @@ def _run_days(paths, config: SimConfig, state: BusinessState, renderer: Renderer
     futures: list[Future] = []
     reported = 0
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sim-writer") as writer:
-        for t in range(config.days):
+        for t in range(last + 1):
             plan = state.step(t, todo.get(t))
             records = build_day(state, plan, rows_rng)
             exports = [
@@ -161,15 +190,17 @@ def _run_days(paths, config: SimConfig, state: BusinessState, renderer: Renderer
                 futures[reported].result()
                 reported += 1
                 if progress:
-                    progress(reported, config.days)
-        # Days whose re-drop would fall after the history are re-dropped at its end.
-        futures.append(writer.submit(_write_redrops, renderer, paths, config.start, owed))
-        redropped += [(e.domain, e.t) for e in owed]
+                    progress(reported, last + 1)
+        if last == config.days - 1:
+            # Days whose re-drop would fall after the history are re-dropped at its end; a run
+            # that stops earlier leaves every re-drop still owed to a later run.
+            futures.append(writer.submit(_write_redrops, renderer, paths, config.start, owed))
+            redropped += [(e.domain, e.t) for e in owed]
         for future in futures[reported:]:
             future.result()
-    for day in range(reported, config.days):
+    for day in range(reported, last + 1):
         if progress:
-            progress(day + 1, config.days)
+            progress(day + 1, last + 1)
     return redropped
 
 
@@ -181,11 +212,17 @@ def _write_day(renderer: Renderer, paths: Paths, start: date, t: int, exports: l
                due: list[Export], hazard: pl.DataFrame) -> None:
     day = start + timedelta(days=t)
     for e in exports:
-        if e.flawed is not None:
-            content = renderer.file(e.domain, e.flawed, e.columns, [])
-        else:
+        name = _file_name(e.domain, day)
+        if e.flawed is None:
             content = renderer.file(e.domain, e.records, e.columns, e.broken)
-        write_drop(paths.landing, e.domain, day, {_file_name(e.domain, day): content})
+        elif _holds(paths, e.domain, day, name,
+                    lambda e=e: renderer.file(e.domain, e.records, e.columns, e.broken)):
+            # An earlier run went past the re-drop day and left the complete version: writing
+            # the flawed first version again would be a new revision of a finished drop.
+            continue
+        else:
+            content = renderer.file(e.domain, e.flawed, e.columns, [])
+        write_drop(paths.landing, e.domain, day, {name: content})
     _write_redrops(renderer, paths, start, due)
     hazard.write_parquet(paths.truth / "hazard" / f"{day.isoformat()}.parquet", statistics=False)
 
@@ -195,6 +232,16 @@ def _write_redrops(renderer: Renderer, paths: Paths, start: date, due: list[Expo
         day = start + timedelta(days=e.t)
         content = renderer.file(e.domain, e.records, e.columns, e.broken)
         write_drop(paths.landing, e.domain, day, {_file_name(e.domain, day): content})
+
+
+def _holds(paths: Paths, domain: str, day: date, name: str, content: Callable[[], bytes]) -> bool:
+    """Whether the landing zone already holds exactly ``content()`` (rendered only if needed)."""
+    drop = find_drop(paths.landing, domain, day)
+    if drop is None or drop.files != (name,):
+        return False
+    path = drop.path / name
+    expected = content()
+    return path.stat().st_size == len(expected) and path.read_bytes() == expected
 
 
 def _hazard_frame(renderer: Renderer, plan: DayPlan, start: date) -> pl.DataFrame:
@@ -238,6 +285,17 @@ def _write_truth(paths: Paths, state: BusinessState, renderer: Renderer, config:
     frame.write_parquet(paths.truth / "customers.parquet", statistics=False)
     (paths.truth / "summary.json").write_text(json.dumps(summary.to_dict(), indent=1, sort_keys=True))
     state.save(paths.truth / "state")
+
+
+def _last_day_index(config: SimConfig, until: date | None) -> int:
+    """The index of the last day to simulate, checking ``until`` against the configured days."""
+    if until is None:
+        return config.days - 1
+    last = config.start + timedelta(days=config.days - 1)
+    if not isinstance(until, date) or isinstance(until, datetime) or not config.start <= until <= last:
+        raise ValueError(f"until {until} is outside the simulated days {config.start} .. {last} "
+                         f"(start {config.start}, {config.days} days)")
+    return (until - config.start).days
 
 
 def _index_actions(actions: pl.DataFrame | None, config: SimConfig) -> dict[int, tuple[np.ndarray, np.ndarray]]:
