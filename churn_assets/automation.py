@@ -33,7 +33,8 @@ def build_daily_job(deadline_checks=()):
         # Labels for day D need D+horizon's data: they run later, in their own job.
         # Deadline checks judge today's clock, not the days run: their own sensor runs them.
         selection=(dg.AssetSelection.all()
-                   - dg.AssetSelection.assets(LABELS_KEY, *MODEL_KEYS))
+                   - dg.AssetSelection.assets(LABELS_KEY, *MODEL_KEYS, SCORES_KEY,
+                                              *DECISION_KEYS, OUTCOMES_KEY))
         - dg.AssetSelection.checks(*deadline_checks),
         description="Bronze to gold features for a day or a range of days (what "
         "`churn-assets run` runs first).",
@@ -46,6 +47,44 @@ def build_labels_job():
         selection=dg.AssetSelection.assets(LABELS_KEY),
         description="Churn labels for snapshot days whose label window has fully arrived.",
     )
+
+
+SCORING_JOB, OUTCOMES_JOB = "churn_scoring", "churn_outcomes"
+SCORES_KEY = dg.AssetKey(["scores", "daily"])
+DECISION_KEYS = [dg.AssetKey(["decisions", "actions"]), dg.AssetKey(["decisions", "whales"])]
+OUTCOMES_KEY = dg.AssetKey(["decisions", "outcomes"])
+
+
+def build_scoring_job():
+    return dg.define_asset_job(
+        SCORING_JOB,
+        selection=dg.AssetSelection.assets(SCORES_KEY, *DECISION_KEYS),
+        description="Score a day's customers with the champion model and decide the day's "
+        "actions (CRM feed, control group, whale list).",
+    )
+
+
+def build_outcomes_job():
+    return dg.define_asset_job(
+        OUTCOMES_JOB, selection=dg.AssetSelection.assets(OUTCOMES_KEY),
+        description="Measure campaigns whose outcome window has passed.")
+
+
+def build_scoring_schedule(settings: Settings, job) -> dg.ScheduleDefinition:
+    @dg.schedule(
+        name="daily_scoring",
+        cron_schedule=settings.scoring.schedule_cron,
+        execution_timezone="UTC",
+        job=job,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Every morning: yesterday's scores and decisions ([scoring] schedule_cron).",
+    )
+    def daily_scoring(context: dg.ScheduleEvaluationContext):
+        yesterday = (context.scheduled_execution_time.date() - timedelta(days=1)).isoformat()
+        # One run per day: a re-tick of the same morning is deduplicated by the run key.
+        return dg.RunRequest(run_key=f"scores-{yesterday}", partition_key=yesterday)
+
+    return daily_scoring
 
 
 TRAINING_JOB = "churn_training"
@@ -73,15 +112,20 @@ def build_training_schedule(settings: Settings, job) -> dg.ScheduleDefinition:
 
 
 def build_deadline_checks(settings: Settings) -> list[dg.AssetChecksDefinition]:
-    """"Yesterday's gold features exist by 06:00 UTC" (the time is configurable)."""
-    hour, minute = (int(p) for p in settings.freshness.gold_deadline.split(":"))
-    with warnings.catch_warnings():
-        # "Superseded" by FreshnessPolicy, which judges the asset, not yesterday's partition.
-        warnings.simplefilter("ignore", dg.SupersessionWarning)
-        return list(dg.build_time_partition_freshness_checks(
-            assets=[FEATURES_KEY], deadline_cron=f"{minute} {hour} * * *", timezone="UTC",
-            severity=dg.AssetCheckSeverity.WARN,
-        ))
+    """"Yesterday's gold features exist by 06:00 UTC" and "yesterday's scores by 07:00"
+    (both times are configurable)."""
+    checks = []
+    for asset_key, deadline in ((FEATURES_KEY, settings.freshness.gold_deadline),
+                                (SCORES_KEY, settings.scoring.deadline)):
+        hour, minute = (int(p) for p in deadline.split(":"))
+        with warnings.catch_warnings():
+            # "Superseded" by FreshnessPolicy, which judges the asset, not yesterday's partition.
+            warnings.simplefilter("ignore", dg.SupersessionWarning)
+            checks += dg.build_time_partition_freshness_checks(
+                assets=[asset_key], deadline_cron=f"{minute} {hour} * * *", timezone="UTC",
+                severity=dg.AssetCheckSeverity.WARN,
+            )
+    return checks
 
 
 def build_deadline_sensor(checks: list[dg.AssetChecksDefinition]) -> dg.SensorDefinition:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from datetime import date, timedelta
 from pathlib import Path
@@ -32,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sim = sub.add_parser("simulate", help="write a simulated business's daily drops to the landing zone")
     sim.add_argument("--customers", type=int, default=3000, help="customers over the history (default 3000)")
-    sim.add_argument("--days", type=int, default=120, help="days to simulate (default 120)")
+    # 240 days: a 90-day label horizon leaves enough labelled days to train and validate on.
+    sim.add_argument("--days", type=int, default=240, help="days to simulate (default 240)")
     sim.add_argument("--start", type=_day, default=date(2026, 1, 1), help="first day (default 2026-01-01)")
     sim.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
     sim.add_argument("--clean", action="store_true", help="no dirt at all (overrides the rates)")
@@ -54,6 +56,16 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument(
         "--force", action="store_true",
         help="simulate again even if this data root already holds the same world",
+    )
+    sim.add_argument(
+        "--until", type=_day,
+        help="stop after this day (default: the last configured day); a later --until into the "
+        "same data root only adds the new days' drops",
+    )
+    sim.add_argument(
+        "--apply-actions", action="store_true",
+        help="treat the customers in the pipeline's decisions.actions table (control rows "
+        "excluded): a decision of day D is executed on day D+1 and lowers the hazard from D+2 on",
     )
 
     imp = sub.add_parser("import", help="turn your own export into daily landing drops")
@@ -78,13 +90,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--from", dest="first", type=_day, help="first day (default: first drop)")
     run.add_argument("--through", dest="last", type=_day, help="last day (default: last drop)")
     run.add_argument("--days-per-run", type=int, default=31, help="days per Dagster run (default 31)")
+    sub.add_parser("evaluate", help="a simulated world's churn model against the simulator's "
+                   "true hazard (after `run`); writes reports/model_evaluation.json")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"simulate": _simulate, "import": _import, "run": _run}[args.command](args)
+        return {"simulate": _simulate, "import": _import, "run": _run,
+                "evaluate": _evaluate}[args.command](args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -94,11 +109,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    import json
-    from dataclasses import asdict
-
     from churn_assets.settings import DOMAINS, Paths
     from churn_assets.simulator import DirtConfig, SimConfig, simulate
+    from churn_assets.simulator.loop import (
+        actions_table,
+        check_same_history,
+        decided_actions,
+        executed_through,
+        read_stamp,
+        simulation_stamp,
+    )
 
     if args.clean:
         dirt = DirtConfig.clean()
@@ -117,22 +137,38 @@ def _simulate(args: argparse.Namespace) -> int:
         customers=args.customers, days=args.days, start=args.start, seed=args.seed, dirt=dirt,
         domains=domains,
     )
+    last_day = config.start + timedelta(days=config.days - 1)
+    until = args.until or last_day
+    if not config.start <= until <= last_day:
+        raise ValueError(f"--until {until} is outside the simulated days {config.start} .. "
+                         f"{last_day} (--start {config.start}, --days {config.days})")
     paths = Paths.from_env()
-    # Re-simulating the same world would re-drop its re-dropped days (new batch ids) for nothing.
+    actions = None
+    if args.apply_actions:
+        actions, controls = decided_actions(paths)
+        due = executed_through(actions, until)
+        print(f"applying {due:,} retention actions from {actions_table(paths)} through {until} "
+              f"({controls:,} control rows left out; {actions.height - due:,} wait for a later "
+              "--until); a decision of day D is executed on day D+1")
+    # The stamp names the world, how far it went and the actions applied: repeating a command is
+    # a no-op, while a later --until or new actions simulate again (and only add drops).
     stamp = paths.truth / "simulated_with.json"
-    wanted = json.dumps(asdict(config), default=str, sort_keys=True)
-    if not args.force and stamp.exists() and stamp.read_text() == wanted:
-        print(f"{paths.landing} already holds this simulated world; nothing to do "
-              "(--force simulates it again)")
-        return 0
+    wanted = simulation_stamp(config, until, actions)
+    previous = read_stamp(stamp, config)
+    if not args.force and previous is not None:
+        if previous == wanted:
+            print(f"{paths.landing} already holds this simulated world through {until}; nothing "
+                  "to do (--force simulates it again)")
+            return 0
+        check_same_history(previous, wanted, actions, paths.landing)
     print(f"simulating {config.customers:,} customers over {config.days} days from {config.start} "
-          f"(seed {config.seed}) into {paths.landing}")
-    summary = simulate(paths, config, progress=_progress("simulate"))
-    stamp.write_text(wanted)
+          f"through {until} (seed {config.seed}) into {paths.landing}")
+    summary = simulate(paths, config, actions=actions, progress=_progress("simulate"), until=until)
+    stamp.write_text(json.dumps(wanted, sort_keys=True))
     rows = ", ".join(f"{d} {n:,}" for d, n in summary.rows.items() if d in domains)
     dirt_made = ", ".join(f"{k} {v:,}" for k, v in summary.dirt_totals().items() if v)
     print(f"wrote {rows} rows in {summary.seconds:.1f}s")
-    print(f"churned {summary.churned:,} of {summary.customers:,} customers "
+    print(f"churned {summary.churned:,} of {summary.customers:,} customers through {until} "
           f"({summary.churned_explicit:,} cancelled explicitly)")
     print(f"dirt injected: {dirt_made or 'none'}")
     print(f"ground truth (never read by the pipeline): {paths.truth}")
@@ -200,13 +236,36 @@ def _run(args: argparse.Namespace) -> int:
             print(f"no label days in this range: a label needs {horizon} days of data after its "
                   f"snapshot day (data has landed through {landed_last}; [labels] horizon_days "
                   "in settings.toml)")
-        _train(defs, instance)
+        if _train(defs, instance):
+            _score_and_decide(defs, daily_partitions(settings), first, last, landed_last,
+                              settings, instance, args.days_per_run)
     print(f"\ntables are under {paths.lake} (Delta; open with polars.scan_delta or deltalake)")
     print("see the runs, assets and checks in the UI: make ui  (http://127.0.0.1:3000)")
     return 0
 
 
-def _train(defs, instance) -> None:
+def _score_and_decide(defs, partitions_def, first, last, landed_last, settings, instance,
+                      days_per_run: int) -> None:
+    from churn_assets.automation import OUTCOMES_JOB, SCORING_JOB
+    from churn_assets.runner import RunError, run_range
+
+    print(f"scores and decisions for {first} .. {last}", flush=True)
+    try:
+        run_range(defs, partitions_def, first, last, instance, days_per_run=days_per_run,
+                  job_name=SCORING_JOB)
+    except RunError as exc:
+        print(f"  not scored: {exc}")
+        return
+    window = settings.scoring.outcome_window_days
+    measured_through = min(last, landed_last - timedelta(days=window))
+    if measured_through >= first:
+        print(f"campaign outcomes for {first} .. {measured_through} ({window}-day window)")
+        run_range(defs, partitions_def, first, measured_through, instance,
+                  days_per_run=days_per_run, job_name=OUTCOMES_JOB)
+
+
+def _train(defs, instance) -> bool:
+    """Train; True when a champion model exists afterwards (this one or an earlier one)."""
     from churn_assets.automation import TRAINING_JOB
     from churn_assets.runner import RunError, run_once
 
@@ -216,7 +275,7 @@ def _train(defs, instance) -> None:
     except RunError as exc:
         # History too short to train is common on a small world: say why, keep the data.
         print(f"  models not trained: {exc}")
-        return
+        return False
     for event in result.get_asset_materialization_events():
         meta = {k: v.value for k, v in event.materialization.metadata.items()}
         if "model_version" in meta:
@@ -227,6 +286,44 @@ def _train(defs, instance) -> None:
             print(f"  cltv_model fitted on {meta['fitted_on']}; latest window: predicted "
                   f"{meta.get('eval_total_predicted')} vs actual {meta.get('eval_total_actual')}"
                   f", Spearman {meta.get('eval_spearman')}")
+    champion = defs.resources["mlflow"].champion_version()
+    if champion is None:
+        print("  no champion model yet, so nothing is scored: the first model must reach "
+              "[model] auc_floor in settings.toml (see the gate's reasons above)")
+    return champion is not None
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from churn_assets.ml.churn_model import ChurnTrainingConfig
+    from churn_assets.ml.evaluate import pipeline_report
+    from churn_assets.settings import Paths, load_settings
+
+    paths = Paths.from_env()
+    settings = load_settings(paths)
+    if not (paths.truth / "customers.parquet").exists():
+        print("churn-assets evaluate: error: no simulator truth under "
+              f"{paths.truth}: evaluation against the truth needs a simulated world",
+              file=sys.stderr)
+        return 2
+    config = ChurnTrainingConfig(validation_days=settings.model.validation_days,
+                                 calibration=settings.model.calibration,
+                                 horizon_days=settings.labels.horizon_days)
+    report = pipeline_report(paths, settings.labels.horizon_days, settings.model.training_days,
+                             config)
+    paths.reports.mkdir(parents=True, exist_ok=True)
+    out = paths.reports / "model_evaluation.json"
+    out.write_text(json.dumps(report, indent=2, default=str))
+    auc, alive = report["roc_auc"], report["roc_auc_alive_rows"]
+    print(f"validation {report['split']['validation_start']} .. {report['split']['validation_end']}"
+          f" ({report['split'].get('validation_rows', '?')} rows)")
+    for name in ("model", "baseline", "hazard_oracle", "label_oracle"):
+        print(f"  ROC-AUC {name:14s} {auc[name]:.4f}   (truly alive rows {alive[name]:.4f})")
+    print(f"  model / hazard oracle = {auc['model'] / auc['hazard_oracle']:.3f}; "
+          f"model / label oracle = {auc['model'] / auc['label_oracle']:.3f}")
+    print(f"  ECE before calibration {report['ece_uncalibrated']:.4f}, after "
+          f"{report['ece_calibrated']:.4f}")
+    print(f"full report: {out}")
+    return 0
 
 
 def _progress(label: str):

@@ -7,8 +7,10 @@ import os
 import dagster as dg
 
 from churn_assets.assets.bronze import build_bronze_assets
+from churn_assets.assets.decisions import build_decision_assets
 from churn_assets.assets.gold import build_gold_assets
 from churn_assets.assets.model import build_model_assets
+from churn_assets.assets.scores import build_scores_asset
 from churn_assets.assets.silver import build_silver_assets
 from churn_assets.automation import (
     build_daily_job,
@@ -16,6 +18,9 @@ from churn_assets.automation import (
     build_deadline_sensor,
     build_labels_job,
     build_landing_sensor,
+    build_outcomes_job,
+    build_scoring_job,
+    build_scoring_schedule,
     build_training_job,
     build_training_schedule,
 )
@@ -41,13 +46,18 @@ def build_definitions(
     silver = build_silver_assets(partitions_def, settings)
     gold = build_gold_assets(partitions_def, settings)
     models = build_model_assets(settings)
+    scoring = [build_scores_asset(partitions_def, settings),
+               *build_decision_assets(partitions_def, settings)]
+    scoring_job = build_scoring_job()
     deadline_checks = build_deadline_checks(settings)
     training = build_training_job()
     return dg.Definitions(
-        assets=[*bronze, *silver, *gold, *models],
+        assets=[*bronze, *silver, *gold, *models, *scoring],
         asset_checks=deadline_checks,
-        jobs=[build_daily_job(deadline_checks), build_labels_job(), training],
-        schedules=[build_training_schedule(settings, training)],
+        jobs=[build_daily_job(deadline_checks), build_labels_job(), training, scoring_job,
+              build_outcomes_job()],
+        schedules=[build_training_schedule(settings, training),
+                   build_scoring_schedule(settings, scoring_job)],
         sensors=[
             build_landing_sensor(partitions_def, bronze),
             build_deadline_sensor(deadline_checks),

@@ -15,6 +15,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from churn_assets.decisions.config import DecisionSettings
+
 DOMAINS: tuple[str, ...] = ("customers", "payments", "events", "tickets", "marketing")
 
 
@@ -137,14 +139,36 @@ class ModelSettings(_Section):
         365, ge=1, le=3650, description="Horizon of the expected revenue (CLTV).")
 
 
+class ScoringSettings(_Section):
+    schedule_cron: str = Field(
+        "0 6 * * *",
+        description="When yesterday's scores and decisions are made (UTC cron; default 06:00).",
+    )
+    deadline: str = Field(
+        "07:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
+        description="UTC time by which yesterday's scores must exist (HH:MM).",
+    )
+    outcome_window_days: int = Field(
+        30, ge=1, le=365,
+        description="A campaign's outcome (retained, revenue) is measured over this many days.",
+    )
+    min_n_for_save_rates: int = Field(
+        1000, ge=1,
+        description="Measured uplift replaces a configured save rate when its 95% interval "
+        "excludes zero or both arms have at least this many customers.",
+    )
+
+
 class Settings(_Section):
-    """Business settings. Later issues add sections (risk bands, budget…)."""
+    """Business settings: every section and key is documented in README.md."""
 
     partitions: PartitionSettings = PartitionSettings()
     labels: LabelSettings = LabelSettings()
     checks: CheckSettings = CheckSettings()
     freshness: FreshnessSettings = FreshnessSettings()
     model: ModelSettings = ModelSettings()
+    scoring: ScoringSettings = ScoringSettings()
+    decisions: DecisionSettings = DecisionSettings()
 
 
 class SettingsError(ValueError):

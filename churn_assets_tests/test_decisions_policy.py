@@ -202,3 +202,10 @@ def test_whales_are_valuable_and_at_high_or_rising_risk():
     assert rising["reason"].startswith("whale (CLTV 101, top 3%): rising risk (0.35, +0.10 in "
                                        "7 days)")
     assert whale_list(today, None, policy)["customer_id"].to_list() == ["HIGH"]
+
+
+def test_the_action_catalogue_names_exactly_the_simulators_actions():
+    from churn_assets.decisions.config import ACTIONS
+    from churn_assets.simulator import vocab
+
+    assert set(ACTIONS) == set(vocab.ACTIONS)

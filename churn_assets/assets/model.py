@@ -29,6 +29,9 @@ from churn_assets.settings import DOMAINS, Settings
 CHURN_MODEL_KEY = dg.AssetKey(["ml", "churn_model"])
 CLTV_MODEL_KEY = dg.AssetKey(["ml", "cltv_model"])
 CLTV_TABLE = "ml.cltv_model"
+# Validation rows with their calibrated score: what drift is measured against.
+REFERENCE = "ml.training_reference"
+REFERENCE_ROWS = 50_000
 GATE_CHECK = "promotion_gate"
 SHOWN_METRICS = ("roc_auc", "pr_auc", "brier", "ece", "lift_at_10pct", "precision_at_10pct",
                  "rows", "base_rate")
@@ -112,6 +115,13 @@ def build_churn_model_asset(settings: Settings) -> dg.AssetsDefinition:
         version = mlflow.register(logged)
         decision = mlflow.gate(result.validation, challenger=version)
         context.log.info(f"churn_model v{version}: {'; '.join(decision.reasons)}")
+        if decision.promote:
+            # Drift is judged against what the scoring model was validated on.
+            reference = result.validation.drop("churned", "label_window_end", strict=False)
+            reference = reference.with_columns(
+                churn_probability=pl.Series(result.validation_probability))
+            store.overwrite(REFERENCE, reference.sample(min(REFERENCE_ROWS, reference.height),
+                                                        seed=0))
         ours, base = result.metrics["model"], result.metrics["baseline"]
         yield dg.MaterializeResult(metadata={
             "model_version": version,

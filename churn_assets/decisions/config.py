@@ -12,11 +12,10 @@ from typing import Literal, get_args
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from churn_assets.simulator.vocab import ACTIONS
-
 Action = Literal["discount_voucher", "reengagement_email", "loyalty_reward"]
-if set(get_args(Action)) != set(ACTIONS):  # pragma: no cover - guards a vocab change
-    raise ImportError(f"decisions.config.Action must name exactly vocab.ACTIONS {ACTIONS}")
+# The simulator names the same actions (``simulator.vocab.ACTIONS``; a test keeps them equal).
+# Not imported from there: settings nest this module, and the simulator imports settings.
+ACTIONS: tuple[str, ...] = get_args(Action)
 
 
 class _Section(BaseModel):

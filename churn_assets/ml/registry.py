@@ -206,9 +206,14 @@ def load_champion(location: MlflowLocation, model_name: str = MODEL_NAME,
             f"registered model {model_name!r} has no '{CHAMPION}' version: a challenger is "
             f"promoted only when its validation {METRIC} >= auc_floor ({policy.auc_floor}) and "
             f"is at most max_auc_drop ({policy.max_auc_drop}) below the champion's; {latest}. "
-            f"Improve the model, or lower MlflowResource.auc_floor (the 'mlflow' resource's "
-            f"auc_floor config), and run the gate again.")
+            f"Improve the model (more history or customers), or lower auc_floor ([model] "
+            f"auc_floor in $CHURN_HOME/settings.toml, the 'mlflow' resource's auc_floor), "
+            f"then run the training job again.")
     return mlflow.pyfunc.load_model(f"models:/{model_name}@{CHAMPION}")
+
+
+def champion_version(location: MlflowLocation, model_name: str = MODEL_NAME) -> str | None:
+    return _alias_version(location.client(), model_name, CHAMPION)
 
 
 def load_churn_model(location: MlflowLocation, model_uri: str) -> ChurnModel:

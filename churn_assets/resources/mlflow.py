@@ -27,6 +27,7 @@ from churn_assets.ml.registry import (
     LoggedTraining,
     MlflowLocation,
 )
+from churn_assets.ml.registry import champion_version as registry_champion_version
 from churn_assets.ml.registry import gate as run_gate
 from churn_assets.ml.registry import load_champion as registry_champion
 from churn_assets.ml.registry import log_cltv as registry_log_cltv
@@ -83,6 +84,10 @@ class MlflowResource(dg.ConfigurableResource):
     def gate(self, validation: pl.DataFrame, challenger: str | None = None) -> GateDecision:
         """Score challenger and champion on ``validation``; move ``champion`` if it passes."""
         return run_gate(self.location(), validation, self.policy(), self.model_name, challenger)
+
+    def champion_version(self) -> str | None:
+        found = registry_champion_version(self.location(), self.model_name)
+        return None if found is None else str(found)
 
     def load_champion(self) -> mlflow.pyfunc.PyFuncModel:
         """The champion pyfunc; ``NoChampionError`` (saying what to change) when there is none."""

@@ -1,0 +1,159 @@
+"""Daily retention decisions under a budget, the VIP whale list, and measured outcomes.
+
+``decisions/actions`` is the CRM feed: who gets which action today, at what cost and expected
+value, and who is held out as control (selected, never treated). ``decisions/outcomes`` measures
+a campaign day once its outcome window has passed; those measurements become the budget
+policy's save rates when they are trustworthy (``decisions/uplift.py``).
+"""
+
+
+from datetime import date, timedelta
+
+import dagster as dg
+import narwhals as nw
+import polars as pl
+
+from churn_assets.assets.common import markdown_preview, on_upstream_change, to_polars
+from churn_assets.assets.gold import ACTIVITY, SNAPSHOT, key
+from churn_assets.assets.scores import SCORES, SCORES_KEY
+from churn_assets.assets.silver import table as silver_table
+from churn_assets.decisions import crm_feed, decide, measure, outcomes_from_activity, whale_list
+from churn_assets.decisions.uplift import save_rate_updates, uplift
+from churn_assets.resources.store import DateWindow, TableStore
+from churn_assets.settings import Settings
+from churn_assets.transforms.contracts import PARTITION_COLUMN as ARRIVAL
+
+ACTIONS, WHALES, OUTCOMES = "decisions.actions", "decisions.whales", "decisions.outcomes"
+ACTIONS_KEY, WHALES_KEY, OUTCOMES_KEY = (key(t) for t in (ACTIONS, WHALES, OUTCOMES))
+DECIDED_EXTRA = ("policy", "treated", "risk_band", "churn_probability", "cltv",
+                 "revenue_at_risk", "net_value", "model_version")
+
+
+def learned_settings(store: TableStore, settings: Settings, before: date
+                     ) -> tuple[Settings, pl.DataFrame]:
+    """Settings whose save rates are replaced by measured uplift from campaigns before
+    ``before`` where the measurement is trustworthy; and the table of what changed."""
+    if not store.exists(OUTCOMES):
+        return settings, pl.DataFrame()
+    measured = to_polars(store.read(OUTCOMES, DateWindow(date(1970, 1, 1), before), SNAPSHOT))
+    if measured.is_empty():
+        return settings, pl.DataFrame()
+    update = save_rate_updates(uplift(measured, by=("action",)), settings.decisions.actions,
+                               min_n=settings.scoring.min_n_for_save_rates)
+    decisions = settings.decisions.model_copy(update={"actions": update.actions})
+    return settings.model_copy(update={"decisions": decisions}), update.table
+
+
+def build_decision_assets(partitions_def, settings: Settings) -> list[dg.AssetsDefinition]:
+    policy = settings.decisions.policy
+    lookback = dg.TimeWindowPartitionMapping(start_offset=-policy.rising_risk_days, end_offset=0)
+
+    @dg.multi_asset(
+        name="decisions_daily",
+        specs=[
+            dg.AssetSpec(
+                ACTIONS_KEY, group_name="decisions", kinds={"polars", "delta"},
+                deps=[dg.AssetDep(SCORES_KEY, partition_mapping=lookback)],
+                description=f"The CRM feed: one row per selected customer (policy "
+                f"'{policy.kind}', daily budget {policy.daily_budget:g}) with campaign, action, "
+                "cost, expected value, control flag (selected but never treated) and reason.",
+            ),
+            dg.AssetSpec(
+                WHALES_KEY, group_name="decisions", kinds={"polars", "delta"},
+                deps=[dg.AssetDep(SCORES_KEY, partition_mapping=lookback)],
+                description="VIP call list: high value and high or rising risk.",
+            ),
+        ],
+        partitions_def=partitions_def,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+    )
+    def decisions_daily(context: dg.AssetExecutionContext, store: TableStore):
+        window = DateWindow.from_time_window(context.partition_time_window)
+        since = DateWindow(window.start - timedelta(days=policy.rising_risk_days), window.end)
+        scores = to_polars(store.read(SCORES, since, SNAPSHOT))
+        learned, changes = learned_settings(store, settings, window.start)
+        days, fed, whales = [], 0, 0
+        for day in window.days:
+            today = scores.filter(pl.col(SNAPSHOT) == day)
+            decided = decide(today, learned.decisions)
+            feed = crm_feed(decided.decisions).join(
+                decided.decisions.select("customer_id", *DECIDED_EXTRA), on="customer_id")
+            store.replace_window(ACTIONS, feed, DateWindow.day(day), SNAPSHOT)
+            earlier = scores.filter(pl.col(SNAPSHOT) == day - timedelta(days=policy.rising_risk_days))
+            vip = whale_list(today, earlier, policy, learned.decisions.bands)
+            store.replace_window(WHALES, vip, DateWindow.day(day), SNAPSHOT)
+            days.append(decided.days)
+            fed, whales = fed + feed.height, whales + vip.height
+        summary = pl.concat(days) if days else pl.DataFrame()
+        spend = float(summary["treated_cost"].sum()) if summary.height else 0.0
+        committed = float(summary["committed_cost"].max()) if summary.height else 0.0
+        feed_now = to_polars(store.read(ACTIONS, window, SNAPSHOT))
+        yield dg.MaterializeResult(asset_key=ACTIONS_KEY, metadata={
+            "dagster/row_count": fed,
+            "policy": policy.kind,
+            "daily_budget": policy.daily_budget,
+            "max_committed_per_day": round(committed, 2),
+            "treated_spend": round(spend, 2),
+            "expected_value": round(float(summary["expected_value"].sum()), 2)
+            if summary.height else 0.0,
+            "by_action": dg.MetadataValue.json(dict(
+                feed_now.group_by("action").len().sort("action").iter_rows())),
+            "control_customers": int(feed_now["control"].sum()) if feed_now.height else 0,
+            "save_rates_from_measured_uplift": dg.MetadataValue.md(markdown_preview(
+                changes, rows=10)) if changes.height else "none yet",
+            "preview": dg.MetadataValue.md(markdown_preview(
+                feed_now.select("customer_id", "action", "cost", "expected_value", "control",
+                                "reason"))),
+        })
+        yield dg.MaterializeResult(asset_key=WHALES_KEY, metadata={"dagster/row_count": whales})
+
+    return [decisions_daily, build_outcomes_asset(partitions_def, settings)]
+
+
+def build_outcomes_asset(partitions_def, settings: Settings) -> dg.AssetsDefinition:
+    days = settings.scoring.outcome_window_days
+    outcome_window = dg.TimeWindowPartitionMapping(start_offset=0, end_offset=days)
+
+    @dg.asset(
+        key=OUTCOMES_KEY,
+        group_name="decisions",
+        kinds={"polars", "delta"},
+        deps=[ACTIONS_KEY, dg.AssetDep(key(ACTIVITY), partition_mapping=outcome_window)],
+        partitions_def=partitions_def,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        automation_condition=on_upstream_change(),
+        description=f"Per campaign day and fed customer: retained (a paid order) and revenue in "
+        f"the {days} days after the decision, treated and control alike; with the uplift per "
+        "action (and its 95% interval) in the metadata. Materializable once that window has "
+        "arrived.",
+    )
+    def campaign_outcomes(context: dg.AssetExecutionContext, store: TableStore):
+        window = DateWindow.from_time_window(context.partition_time_window)
+        latest = nw.from_native(store.read(silver_table("payments"), columns=[ARRIVAL])).select(
+            nw.col(ARRIVAL).max()).lazy().collect().item()
+        ready_through = latest - timedelta(days=days) if latest else None
+        if ready_through is None or window.end - timedelta(days=1) > ready_through:
+            raise dg.Failure(
+                description=f"outcomes of {window} need data through "
+                f"{window.end - timedelta(days=1) + timedelta(days=days)} ([scoring] "
+                f"outcome_window_days = {days}); data has arrived through {latest}. "
+                f"Outcomes can be measured through {ready_through}.")
+        feed = to_polars(store.read(ACTIONS, window, SNAPSHOT))
+        activity = to_polars(store.read(
+            ACTIVITY, DateWindow(window.start, window.end + timedelta(days=days + 30)), ARRIVAL,
+            columns=["customer_id", "event_date", "arrival_date", "orders", "revenue"]))
+        measured = measure(crm_feed(feed), outcomes_from_activity(feed, activity, days))
+        measured = measured.join(feed.select("customer_id", SNAPSHOT, "treated"),
+                                 on=["customer_id", SNAPSHOT], how="left")
+        store.replace_window(OUTCOMES, measured, window, SNAPSHOT)
+        per_action = uplift(measured, by=("action",)) if measured.height else pl.DataFrame()
+        return dg.MaterializeResult(metadata={
+            "dagster/row_count": measured.height,
+            "outcome_window_days": days,
+            "uplift_by_action": dg.MetadataValue.md(markdown_preview(
+                per_action.select("action", "treated_n", "control_n", "uplift", "uplift_low",
+                                  "uplift_high", "cost_per_saved_customer"), rows=10))
+            if per_action.height else "no campaigns",
+        })
+
+    return campaign_outcomes
