@@ -90,6 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--from", dest="first", type=_day, help="first day (default: first drop)")
     run.add_argument("--through", dest="last", type=_day, help="last day (default: last drop)")
     run.add_argument("--days-per-run", type=int, default=31, help="days per Dagster run (default 31)")
+    sql = sub.add_parser("sql", help="SQL over the gold, score and decision tables (Polars SQL)")
+    sql.add_argument("query", nargs="?", help="a SELECT statement, or the name of a documented "
+                     "question (see --questions)")
+    sql.add_argument("--tables", action="store_true", help="list the tables and their columns")
+    sql.add_argument("--questions", action="store_true", help="list the documented questions")
+    sql.add_argument("--limit", type=int, default=50, help="rows to print (default 50)")
     sub.add_parser("evaluate", help="a simulated world's churn model against the simulator's "
                    "true hazard (after `run`); writes reports/model_evaluation.json")
     return parser
@@ -99,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return {"simulate": _simulate, "import": _import, "run": _run,
-                "evaluate": _evaluate}[args.command](args)
+                "evaluate": _evaluate, "sql": _sql}[args.command](args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -291,6 +297,38 @@ def _train(defs, instance) -> bool:
         print("  no champion model yet, so nothing is scored: the first model must reach "
               "[model] auc_floor in settings.toml (see the gate's reasons above)")
     return champion is not None
+
+
+def _sql(args: argparse.Namespace) -> int:
+    import polars as pl
+
+    from churn_assets.decisions.sql import QUESTIONS, TABLES, ask, register_tables
+    from churn_assets.settings import Paths
+
+    paths = Paths.from_env()
+    found = {name: paths.lake / name.replace("_", "/", 1) for name in TABLES}
+    tables = {name: pl.scan_delta(str(path)) for name, path in found.items()
+              if (path / "_delta_log").exists()}
+    if args.tables:
+        for name in TABLES:
+            if name in tables:
+                columns = ", ".join(tables[name].collect_schema().names())
+                print(f"{name}: {columns}")
+            else:
+                print(f"{name}: (not materialized yet: {found[name]})")
+        return 0
+    if args.questions:
+        for name, query in QUESTIONS.items():
+            print(f"-- {name}\n{query.strip()}\n")
+        return 0
+    if not args.query:
+        raise ValueError("give a SELECT statement or a question name (see --questions)")
+    result = ask(register_tables(pl.SQLContext(), tables), args.query)
+    with pl.Config(tbl_rows=args.limit, tbl_cols=-1, fmt_str_lengths=40):
+        print(result.head(args.limit))
+    if result.height > args.limit:
+        print(f"({result.height} rows; --limit to see more)")
+    return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:

@@ -44,6 +44,14 @@ def learned_settings(store: TableStore, settings: Settings, before: date
     return settings.model_copy(update={"decisions": decisions}), update.table
 
 
+def recently_selected(store: TableStore, day: date, cooldown_days: int) -> pl.DataFrame:
+    """Customers selected (treated or control) in the ``cooldown_days`` before ``day``."""
+    if cooldown_days == 0 or not store.exists(ACTIONS):
+        return pl.DataFrame(schema={"customer_id": pl.String})
+    window = DateWindow(day - timedelta(days=cooldown_days), day)
+    return to_polars(store.read(ACTIONS, window, SNAPSHOT, columns=["customer_id"])).unique()
+
+
 def build_decision_assets(partitions_def, settings: Settings) -> list[dg.AssetsDefinition]:
     policy = settings.decisions.policy
     lookback = dg.TimeWindowPartitionMapping(start_offset=-policy.rising_risk_days, end_offset=0)
@@ -75,7 +83,8 @@ def build_decision_assets(partitions_def, settings: Settings) -> list[dg.AssetsD
         days, fed, whales = [], 0, 0
         for day in window.days:
             today = scores.filter(pl.col(SNAPSHOT) == day)
-            decided = decide(today, learned.decisions)
+            decided = decide(today.join(recently_selected(store, day, policy.cooldown_days),
+                                        on="customer_id", how="anti"), learned.decisions)
             feed = crm_feed(decided.decisions).join(
                 decided.decisions.select("customer_id", *DECIDED_EXTRA), on="customer_id")
             store.replace_window(ACTIONS, feed, DateWindow.day(day), SNAPSHOT)

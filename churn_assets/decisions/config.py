@@ -110,6 +110,12 @@ class PolicyConfig(_Section):
         0.8, gt=0, lt=1,
         description="Rules: high value means cltv >= this quantile of the day's cltv.",
     )
+    cooldown_days: int = Field(
+        30, ge=0, le=365,
+        description="A customer selected (treated or control) is not selected again for this "
+                    "many days: no daily spam, and a control customer stays untreated while "
+                    "its outcome is measured.",
+    )
     whale_quantile: float = Field(
         0.99, gt=0, lt=1,
         description="Whale list: cltv >= this quantile of the day's cltv.",
