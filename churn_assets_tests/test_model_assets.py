@@ -12,7 +12,12 @@ import polars as pl
 import pytest
 
 from churn_assets.assets.model import CHURN_MODEL_KEY, CLTV_MODEL_KEY, GATE_CHECK
-from churn_assets.automation import LABELS_JOB, TRAINING_JOB
+from churn_assets.automation import (
+    LABELS_JOB,
+    OUTCOMES_JOB,
+    SCORING_JOB,
+    TRAINING_JOB,
+)
 from churn_assets.definitions import build_definitions
 from churn_assets.ingest.landing import find_drop, write_drop
 from churn_assets.ml.registry import MlflowLocation
@@ -26,9 +31,15 @@ LAST = START + timedelta(days=DAYS - 1)
 HORIZON = 10
 
 
+BUDGET = 25.0
+OUTCOME_DAYS = 10
+
+
 def settings_toml(auc_floor: float) -> str:
     return (f"[labels]\nhorizon_days = {HORIZON}\n"
-            f"[model]\ntraining_days = 40\nvalidation_days = 5\nauc_floor = {auc_floor}\n")
+            f"[model]\ntraining_days = 40\nvalidation_days = 5\nauc_floor = {auc_floor}\n"
+            f"[scoring]\noutcome_window_days = {OUTCOME_DAYS}\n"
+            f"[decisions.policy]\ndaily_budget = {BUDGET}\n")
 
 
 def run(paths: Paths, job: str, instance, first: date | None = None, last: date | None = None):
@@ -124,3 +135,131 @@ def test_the_weekly_schedule_targets_the_training_job(world):
     assert schedule.job_name == TRAINING_JOB
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
     assert schedule.cron_schedule == "0 3 * * 1"
+
+
+# ---------------------------------------------------------------- scores and decisions
+
+SCORED_FROM = LAST - timedelta(days=25)
+
+
+def lake(paths: Paths, name: str) -> pl.DataFrame:
+    return pl.read_delta(str(paths.lake / name.replace(".", "/"))).sort(
+        "snapshot_date", "customer_id")
+
+
+@pytest.fixture
+def scored(world, instance):
+    """Trained (a champion exists) and scored and decided for the last 26 days."""
+    assert run(world, TRAINING_JOB, instance).success
+    result = run(world, SCORING_JOB, instance, SCORED_FROM, LAST)
+    assert result.success, [e.message for e in result.all_events if e.is_failure]
+    return world, result
+
+
+def test_scores_come_from_the_champion_and_decisions_keep_the_budget(scored):
+    paths, result = scored
+    scores = lake(paths, "scores.daily")
+    assert set(scores["model_version"]) == {"1"}
+    assert scores["churn_probability"].is_between(0, 1).all()
+    assert (scores["revenue_at_risk"] - scores["churn_probability"] * scores["cltv"]).abs().max() < 1e-9
+    assert set(scores["risk_band"]) <= {"low", "medium", "high"}
+    assert scores["driver_1"].null_count() == 0
+    actions = lake(paths, "decisions.actions")
+    assert actions.height > 0
+    per_day = actions.group_by("snapshot_date").agg(pl.col("cost").sum())
+    assert per_day["cost"].max() <= BUDGET + 1e-9  # treated spend; control rows cost nothing
+    meta = {e.materialization.asset_key.to_user_string(): e.materialization.metadata
+            for e in result.get_asset_materialization_events()}
+    assert meta["decisions/actions"]["max_committed_per_day"].value <= BUDGET
+    assert actions.filter(pl.col("control"))["treated"].not_().all()
+    assert (actions.filter(pl.col("control"))["cost"] == 0).all()
+    # A customer is selected at most once within the cooldown (30 days > this range).
+    assert actions["customer_id"].is_unique().all()
+
+
+def test_rerunning_scores_and_decisions_changes_nothing(scored, instance):
+    paths, _ = scored
+    before = {t: lake(paths, t) for t in ("scores.daily", "decisions.actions", "decisions.whales")}
+    assert run(paths, SCORING_JOB, instance, SCORED_FROM, LAST).success
+    for name, frame in before.items():
+        assert lake(paths, name).equals(frame), name
+
+
+def test_campaign_outcomes_wait_for_their_window_then_measure_both_arms(scored, instance):
+    paths, _ = scored
+    refused = run(paths, OUTCOMES_JOB, instance, LAST, LAST)
+    assert not refused.success
+    failure = next(e for e in refused.all_events if e.is_step_failure)
+    assert "outcome_window_days" in failure.step_failure_data.error.message
+
+    measurable = LAST - timedelta(days=OUTCOME_DAYS)
+    assert run(paths, OUTCOMES_JOB, instance, SCORED_FROM, measurable).success
+    outcomes = lake(paths, "decisions.outcomes")
+    fed = lake(paths, "decisions.actions").filter(pl.col("snapshot_date") <= measurable)
+    assert outcomes.height == fed.height
+    assert outcomes["retained"].null_count() == 0
+    assert outcomes["control"].sum() > 0 and (~outcomes["control"]).sum() > 0
+
+
+def test_a_refused_challenger_never_scores(scored, instance):
+    paths, _ = scored
+    paths.settings_file.write_text(settings_toml(0.999))
+    assert run(paths, TRAINING_JOB, instance).success  # v2, refused by the gate
+    assert run(paths, SCORING_JOB, instance, LAST, LAST).success
+    assert set(lake(paths, "scores.daily").filter(pl.col("snapshot_date") == LAST)
+               ["model_version"]) == {"1"}
+
+
+def test_without_a_champion_scoring_says_which_floor_to_change(world, instance):
+    world.settings_file.write_text(settings_toml(0.999))
+    assert run(world, TRAINING_JOB, instance).success
+    result = run(world, SCORING_JOB, instance, LAST, LAST)
+    assert not result.success
+    message = next(e for e in result.all_events if e.is_step_failure
+                   ).step_failure_data.error.message
+    assert "churn_model" in message and "auc_floor" in message and "0.999" in message
+
+
+def test_drift_is_flagged_on_a_shifted_population(scored, instance):
+    paths, _ = scored
+    reference_path = str(paths.lake / "ml" / "training_reference")
+    reference = pl.read_delta(reference_path)
+    shifted = reference.with_columns(pl.col("tenure_days") + 400, pl.col("orders_total") * 6)
+    shifted.write_delta(reference_path, mode="overwrite")
+    result = run(paths, SCORING_JOB, instance, LAST, LAST)
+    (drift,) = [e for e in result.get_asset_check_evaluations() if e.check_name == "feature_drift"]
+    assert not drift.passed and drift.severity == dg.AssetCheckSeverity.ERROR
+    assert "tenure_days" in drift.description or "orders_total" in drift.description
+
+
+def test_the_morning_schedule_requests_yesterday(world):
+    from datetime import UTC, datetime
+
+    defs = build_definitions(world)
+    schedule = defs.resolve_schedule_def("daily_scoring")
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    with dg.instance_for_test() as instance:
+        context = dg.build_schedule_context(
+            instance=instance, scheduled_execution_time=datetime(2026, 3, 2, 6, 0, tzinfo=UTC),
+            repository_def=defs.get_repository_def())
+        (request,) = schedule.evaluate_tick(context).run_requests
+    assert request.partition_key == "2026-03-01"
+
+
+def test_sql_answers_match_the_tables(scored, monkeypatch, capsys):
+    from churn_assets.cli import main
+
+    paths, _ = scored
+    monkeypatch.setenv("CHURN_HOME", str(paths.home))
+    scores = lake(paths, "scores.daily")
+    today = scores.filter(pl.col("snapshot_date") == LAST)
+    assert main(["sql", "SELECT COUNT(*) AS n, SUM(revenue_at_risk) AS r FROM scores_daily "
+                 f"WHERE snapshot_date = '{LAST}'"]) == 0
+    out = capsys.readouterr().out
+    assert str(today.height) in out
+    assert main(["sql", "high_risk_customers"]) == 0
+    out = capsys.readouterr().out
+    assert str(int((today["risk_band"] == "high").sum())) in out and str(today.height) in out
+    assert main(["sql", "--tables"]) == 0
+    assert "decisions_actions:" in capsys.readouterr().out
+
