@@ -10,6 +10,7 @@ import dagster as dg
 import mlflow
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from churn_assets.assets.model import CHURN_MODEL_KEY, CLTV_MODEL_KEY, GATE_CHECK
 from churn_assets.automation import (
@@ -147,17 +148,33 @@ def lake(paths: Paths, name: str) -> pl.DataFrame:
         "snapshot_date", "customer_id")
 
 
+@pytest.fixture(scope="module")
+def scored_template(labelled_world, tmp_path_factory):
+    """Trained once (a champion exists), then scored and decided for the last 26 days."""
+    home = tmp_path_factory.mktemp("scored") / "home"
+    shutil.copytree(labelled_world.home, home)
+    paths = Paths(home)
+    with dg.instance_for_test() as instance:
+        assert run(paths, TRAINING_JOB, instance).success
+        result = run(paths, SCORING_JOB, instance, SCORED_FROM, LAST)
+        assert result.success, [e.message for e in result.all_events if e.is_failure]
+        meta = {e.materialization.asset_key.to_user_string(): {
+            k: v.value for k, v in e.materialization.metadata.items()}
+            for e in result.get_asset_materialization_events()}
+    return paths, meta
+
+
 @pytest.fixture
-def scored(world, instance):
-    """Trained (a champion exists) and scored and decided for the last 26 days."""
-    assert run(world, TRAINING_JOB, instance).success
-    result = run(world, SCORING_JOB, instance, SCORED_FROM, LAST)
-    assert result.success, [e.message for e in result.all_events if e.is_failure]
-    return world, result
+def scored(scored_template, tmp_path):
+    """A private copy of the scored world. (MLflow artifacts of the template's runs stay where
+    the template's registry says; new runs in the copy add their own.)"""
+    paths, meta = scored_template
+    shutil.copytree(paths.home, tmp_path / "home")
+    return Paths(tmp_path / "home"), meta
 
 
 def test_scores_come_from_the_champion_and_decisions_keep_the_budget(scored):
-    paths, result = scored
+    paths, meta = scored
     scores = lake(paths, "scores.daily")
     assert set(scores["model_version"]) == {"1"}
     assert scores["churn_probability"].is_between(0, 1).all()
@@ -168,9 +185,7 @@ def test_scores_come_from_the_champion_and_decisions_keep_the_budget(scored):
     assert actions.height > 0
     per_day = actions.group_by("snapshot_date").agg(pl.col("cost").sum())
     assert per_day["cost"].max() <= BUDGET + 1e-9  # treated spend; control rows cost nothing
-    meta = {e.materialization.asset_key.to_user_string(): e.materialization.metadata
-            for e in result.get_asset_materialization_events()}
-    assert meta["decisions/actions"]["max_committed_per_day"].value <= BUDGET
+    assert meta["decisions/actions"]["max_committed_per_day"] <= BUDGET
     assert actions.filter(pl.col("control"))["treated"].not_().all()
     assert (actions.filter(pl.col("control"))["cost"] == 0).all()
     # A customer is selected at most once within the cooldown (30 days > this range).
@@ -263,3 +278,39 @@ def test_sql_answers_match_the_tables(scored, monkeypatch, capsys):
     assert main(["sql", "--tables"]) == 0
     assert "decisions_actions:" in capsys.readouterr().out
 
+
+
+def test_data_after_a_snapshot_day_changes_nothing_in_its_training_rows(world, instance):
+    """Features of D see nothing after D; D's label sees nothing after D + horizon."""
+    day = START + timedelta(days=10)
+    before_features = lake(world, "gold.customer_features").filter(pl.col("snapshot_date") == day)
+    before_labels = lake(world, "gold.churn_labels").filter(pl.col("snapshot_date") == day)
+    inside, beyond = before_labels.filter(pl.col("churned"))["customer_id"][:2].to_list()
+    header = find_drop(world.landing, "payments", START).file_paths()[0].read_bytes()
+    header = header.splitlines()[0].decode()
+
+    def order(customer: str, when: date) -> str:
+        values = {"transaction_id": f"TP{customer}", "order_id": f"OP{customer}",
+                  "customer_id": customer, "transaction_type": "charge", "status": "paid",
+                  "amount": "999.00", "currency": "EUR", "quantity": "1", "category": "books",
+                  "payment_method": "card", "created_at": f"{when}T12:00:00Z"}
+        return ",".join(values.get(c, "") for c in header.split(","))
+
+    # One churned customer orders the day after D (inside the label window), another the day
+    # after the window closes.
+    for customer, when in ((inside, day + timedelta(days=1)),
+                           (beyond, day + timedelta(days=HORIZON + 1))):
+        drop = find_drop(world.landing, "payments", when)
+        files = {p.name: p.read_bytes() for p in drop.file_paths()}
+        files["perturbed.csv"] = f"{header}\n{order(customer, when)}\n".encode()
+        write_drop(world.landing, "payments", when, files)
+    assert materialize_range(world, START, LAST, instance).success
+    assert run(world, LABELS_JOB, instance, START, LAST - timedelta(days=HORIZON)).success
+
+    after_features = lake(world, "gold.customer_features").filter(pl.col("snapshot_date") == day)
+    assert_frame_equal(after_features, before_features)
+    after_labels = lake(world, "gold.churn_labels").filter(pl.col("snapshot_date") == day)
+    changed = after_labels.join(before_labels, on=["snapshot_date", "customer_id"],
+                                suffix="_before").filter(pl.col("churned") != pl.col("churned_before"))
+    # Only the order inside (D, D + horizon] moves D's label, as a label should.
+    assert changed["customer_id"].to_list() == [inside]

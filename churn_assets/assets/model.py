@@ -14,7 +14,7 @@ import narwhals as nw
 import polars as pl
 
 from churn_assets.assets.bronze import bronze_key
-from churn_assets.assets.common import to_polars
+from churn_assets.assets.common import markdown_preview, to_polars
 from churn_assets.assets.gold import FEATURES, LABELS, SNAPSHOT, first_arrival, key
 from churn_assets.assets.silver import CHECKS as SILVER_CHECKS
 from churn_assets.assets.silver import ONLY_FOR, silver_key
@@ -132,6 +132,7 @@ def build_churn_model_asset(settings: Settings) -> dg.AssetsDefinition:
             "ece_uncalibrated": round(float(result.metrics["model_uncalibrated"]["ece"]), 4),
             **{f"data_{k}": str(v) for k, v in result.split.describe().items()},
             "top_features": dg.MetadataValue.md(_importance_md(result.model.importance)),
+            "auc_by_segment": dg.MetadataValue.md(markdown_preview(result.segments, rows=20)),
         })
         yield dg.AssetCheckResult(
             check_name=GATE_CHECK,
