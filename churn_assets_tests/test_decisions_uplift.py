@@ -151,3 +151,22 @@ def test_outcomes_from_daily_activity_use_the_window_after_the_campaign_day():
     assert joined.schema == pl.Schema(MEASURED_SCHEMA)
     assert dict(joined.select("customer_id", "retained").iter_rows()) == {
         "A": True, "B": True, "C": False}
+
+
+def test_a_handful_of_customers_never_moves_a_save_rate():
+    from churn_assets.decisions.uplift import save_rate_updates
+
+    # 3 of 3 treated retained, the single control not: a zero-width "interval" at +100%.
+    measured = pl.DataFrame({
+        "customer_id": ["a", "b", "c", "d"], "snapshot_date": [date(2026, 3, 1)] * 4,
+        "campaign_id": ["RET-x"] * 4, "action": ["discount_voucher"] * 4,
+        "cost": [10.0, 10.0, 10.0, 0.0], "expected_value": [1.0] * 4,
+        "control": [False, False, False, True], "reason": ["r"] * 4,
+        "retained": [True, True, True, False], "revenue": [1.0, 1.0, 1.0, 0.0],
+    })
+    table = uplift(measured, by=("action",))
+    assert table["uplift_low"][0] > 0  # the normal interval claims significance…
+    update = save_rate_updates(table, Actions())
+    assert update.actions.discount_voucher.save_rate == Actions().discount_voucher.save_rate
+    assert not update.table["updated"][0]
+

@@ -161,6 +161,12 @@ class SaveRateUpdate(NamedTuple):
     table: pl.DataFrame  # UPDATE_SCHEMA, one row per measured action
 
 
+# A normal interval collapses to zero width when an arm's retention is 0 or 1 (3 of 3 treated
+# retained, 0 of 1 control): a "significant" result from a handful of customers. Below this
+# arm size a CI never counts as excluding zero.
+MIN_ARM_FOR_CI = 30
+
+
 def save_rate_updates(measured_uplift: pl.DataFrame, actions: ActionCatalogue | None = None,
                       min_n: int = 1000) -> SaveRateUpdate:
     """New save rates from ``uplift(..., by=("action",))`` (see the module's rule)."""
@@ -171,7 +177,8 @@ def save_rate_updates(measured_uplift: pl.DataFrame, actions: ActionCatalogue | 
                          "uplift(measured, by=('action',))")
     if unknown := sorted(set(measured_uplift["action"].to_list()) - set(book)):
         raise ValueError(f"uplift measured for actions {unknown} that the catalogue lacks")
-    significant = (pl.col("uplift_low") > 0) | (pl.col("uplift_high") < 0)
+    significant = ((pl.col("uplift_low") > 0) | (pl.col("uplift_high") < 0)) & (
+        pl.min_horizontal("treated_n", "control_n") >= MIN_ARM_FOR_CI)
     large = pl.min_horizontal("treated_n", "control_n") >= min_n
     measured_rate = (
         pl.when(pl.col("control_retention") < 1)
