@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint ui bench clean
+.PHONY: install run test lint ui bench loop clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "churn-assets needs Python >= 3.11, found " + sys.version.split()[0]'
@@ -34,6 +34,9 @@ ui: install
 
 bench: install
 	$(BIN)/python -m churn_assets.bench
+
+loop: install
+	$(BIN)/python -m churn_assets.loop
 
 clean:
 	rm -rf data .dagster .tmp_dagster_home_*
