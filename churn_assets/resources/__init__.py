@@ -1,4 +1,17 @@
-"""The one place that names the engine: resources per environment (``CHURN_ENV``)."""
+"""The one place that names the engine: resources per environment (``CHURN_ENV``).
+
+- ``local`` (default): Polars over Delta tables under ``$CHURN_HOME/lake``.
+- ``spark``: the same graph on a local PySpark session (``local[2]``), tables as Hive-partitioned
+  Parquet under ``$CHURN_HOME/lake/spark`` (Delta on local Spark needs Maven jars these machines
+  cannot reach). Needs the ``spark`` extra and Java 17.
+- ``databricks``: Databricks Connect to a workspace, Unity Catalog Delta tables, MLflow on the
+  workspace with the Unity Catalog model registry. Needs the ``databricks`` extra (instead of
+  ``spark``) and the variables in ``docs/databricks.md``; see ``databricks.py`` for why Connect
+  rather than Pipes.
+
+Building resources never starts Spark or connects to a workspace: sessions are made when a run
+first needs one. Assets only ever see the ``TableStore`` interface.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +19,10 @@ from churn_assets.resources.delta import DeltaTableStore
 from churn_assets.resources.landing import LandingZone
 from churn_assets.resources.mlflow import MlflowResource
 from churn_assets.resources.pii import PiiKey
+from churn_assets.resources.spark import LOCAL_SPARK_CONFIG, SparkTableStore
 from churn_assets.settings import Paths, Settings
 
-ENVIRONMENTS = ("local",)
+ENVIRONMENTS = ("local", "spark", "databricks")
 
 
 def build_resources(env: str, paths: Paths, settings: Settings | None = None) -> dict[str, object]:
@@ -19,13 +33,37 @@ def build_resources(env: str, paths: Paths, settings: Settings | None = None) ->
             "store": DeltaTableStore(root=str(paths.lake)),
             "landing": LandingZone(root=str(paths.landing)),
             "pii": PiiKey.from_env(),
-            "mlflow": MlflowResource(
-                tracking_root=str(paths.mlflow),
-                auc_floor=settings.model.auc_floor,
-                max_auc_drop=settings.model.max_auc_drop,
-            ),
+            "mlflow": _local_mlflow(paths, settings),
         }
+    if env == "spark":
+        try:
+            from dagster_pyspark import PySparkResource
+        except ImportError as error:
+            raise ImportError(
+                "CHURN_ENV=spark needs pyspark and dagster-pyspark: install the `spark` extra"
+            ) from error
+        # The session starts when a run initializes this resource, not here. The store is given
+        # the same instance, so in a run both are one resource ("spark") and one session.
+        spark = PySparkResource(spark_config=dict(LOCAL_SPARK_CONFIG))
+        return {
+            "spark": spark,
+            "store": SparkTableStore(format="parquet", root=str(paths.lake / "spark"), spark=spark),
+            "landing": LandingZone(root=str(paths.landing)),
+            "pii": PiiKey.from_env(),
+            "mlflow": _local_mlflow(paths, settings),
+        }
+    if env == "databricks":
+        from churn_assets.resources.databricks import databricks_resources
+
+        return databricks_resources(paths, settings)
     raise ValueError(
-        f"CHURN_ENV={env!r} is not a known environment; this version supports: "
-        f"{', '.join(ENVIRONMENTS)} (Spark and Databricks come with the engine-swap issue)."
+        f"CHURN_ENV={env!r} is not a known environment; choose one of: {', '.join(ENVIRONMENTS)}"
+    )
+
+
+def _local_mlflow(paths: Paths, settings: Settings) -> MlflowResource:
+    return MlflowResource(
+        tracking_root=str(paths.mlflow),
+        auc_floor=settings.model.auc_floor,
+        max_auc_drop=settings.model.max_auc_drop,
     )
