@@ -128,9 +128,14 @@ def keyed_sha256(
 def materialize(frame: nw.LazyFrame) -> nw.LazyFrame:
     """Compute a frame once when several outputs are taken from it.
 
-    Polars collects (silver windows fit in memory by design). Spark stays lazy: ``cache`` is
-    unavailable on serverless Spark Connect, so caching is left to the caller that writes.
+    Polars collects (silver windows fit in memory by design). Spark checkpoints locally, which
+    also cuts the lineage a day-by-day chain (gold state) would otherwise grow without bound;
+    where that is unavailable (serverless Spark Connect) the frame stays lazy.
     """
     if backend(frame) == "polars":
         return nw.from_native(frame.to_native().collect().lazy())
-    return frame
+    native = frame.to_native()
+    try:
+        return nw.from_native(native.localCheckpoint(eager=True))
+    except Exception:  # noqa: BLE001 - any engine that cannot checkpoint just stays lazy
+        return frame
