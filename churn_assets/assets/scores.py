@@ -43,7 +43,7 @@ def score_day(features: pl.DataFrame, model, version: str, cltv: CltvModel, sett
     predicted = pl.from_pandas(model.predict(scoring_input(model, features)))
     value = cltv.predict(features, settings.model.cltv_horizon_days).select("customer_id", "cltv")
     drivers = [c for c in predicted.columns if c.startswith("driver_") and c[7:].isdigit()]
-    return (
+    scored = (
         features.select("snapshot_date", "customer_id", "segment")
         .join(predicted.select("customer_id", "churn_probability", *drivers), on="customer_id")
         .join(value, on="customer_id", how="left")
@@ -52,10 +52,10 @@ def score_day(features: pl.DataFrame, model, version: str, cltv: CltvModel, sett
             revenue_at_risk=pl.col("churn_probability") * pl.col("cltv"),
             model_version=pl.lit(version),
         )
-        .select(pl.col(c).cast(t) if c in features.columns or c in predicted.columns
-                or c in ("cltv", "revenue_at_risk", "risk_band", "model_version")
-                else pl.lit(None, dtype=t).alias(c) for c, t in SCORE_COLUMNS.items())
     )
+    # A model on fewer than three features has fewer drivers: the rest are null.
+    return scored.select(pl.col(c).cast(t) if c in scored.columns else pl.lit(None, dtype=t).alias(c)
+                         for c, t in SCORE_COLUMNS.items())
 
 
 def load_cltv(store: TableStore) -> CltvModel:
