@@ -324,7 +324,7 @@ def _sql(args: argparse.Namespace) -> int:
     if not args.query:
         raise ValueError("give a SELECT statement or a question name (see --questions)")
     result = ask(register_tables(pl.SQLContext(), tables), args.query)
-    with pl.Config(tbl_rows=args.limit, tbl_cols=-1, fmt_str_lengths=40):
+    with pl.Config(tbl_rows=args.limit, tbl_cols=-1, fmt_str_lengths=40, tbl_width_chars=250):
         print(result.head(args.limit))
     if result.height > args.limit:
         print(f"({result.height} rows; --limit to see more)")
