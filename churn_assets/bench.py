@@ -189,6 +189,33 @@ def _phase_gold_increment(home: Path, day_numbers: str, repeats: int) -> dict:
     return {"days": out}
 
 
+ENGINE_LAYERS = {
+    "bronze": bronze_keys, "silver": silver_keys,
+    "gold": lambda: _keys(*ACTIVITY_KEYS, *FEATURES_KEYS),
+}
+
+
+def _phase_engine(home: Path, env: str) -> dict:
+    """The daily graph, layer by layer, over every landed day on one engine (CHURN_ENV)."""
+    import dagster as dg
+
+    from churn_assets.definitions import build_definitions, daily_partitions
+    from churn_assets.runner import landing_range, run_range
+    from churn_assets.settings import Paths, load_settings
+
+    paths = Paths(home)
+    defs = build_definitions(paths, env=env)
+    first, last = landing_range(paths)
+    seconds = {}
+    with dg.instance_for_test() as instance:
+        for layer, keys in ENGINE_LAYERS.items():
+            began = time.perf_counter()
+            run_range(defs, daily_partitions(load_settings(paths)), first, last, instance,
+                      days_per_run=SINGLE_RUN, selection=keys())
+            seconds[layer] = time.perf_counter() - began
+    return {"seconds": seconds, "days": (last - first).days + 1}
+
+
 def _run_phase(args: list[str]) -> dict:
     """Run one phase in a child process, so each phase's peak RSS is its own."""
     out = subprocess.run(
@@ -209,6 +236,8 @@ def _dispatch(phase: list[str]) -> dict:
         return _phase_silver(home)
     if name == "gold":
         return _phase_gold(home, int(rest[0]))
+    if name == "engine":
+        return _phase_engine(home, rest[0])
     if name == "gold-increment":
         return _phase_gold_increment(home, rest[0], int(rest[1]))
     raise SystemExit(f"unknown phase {name!r}")
@@ -216,8 +245,13 @@ def _dispatch(phase: list[str]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m churn_assets.bench")
-    parser.add_argument("--only", choices=("transactions", "gold"),
-                        help="run only the simulator/bronze benchmark, or only the gold one")
+    parser.add_argument("--only", choices=("transactions", "gold", "engines"),
+                        help="run only the simulator/bronze benchmark, the gold one, or the "
+                        "local-vs-spark one")
+    parser.add_argument("--engine-customers", type=int, default=300,
+                        help="customers of the world run on both engines")
+    parser.add_argument("--engine-days", type=int, default=10,
+                        help="days of the world run on both engines")
     parser.add_argument("--customers", type=int, default=1_100_000,
                         help="customers of the transactions world (default: ~10M payments)")
     parser.add_argument("--days", type=int, default=120)
@@ -250,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
             sections.append(_transactions(args, home / "transactions"))
         if args.only in (None, "gold"):
             sections.append(_gold(args, home / "gold"))
+        if args.only in (None, "engines"):
+            sections.append(_engines(args, home / "engines"))
     finally:
         if not args.keep and not args.home:
             shutil.rmtree(home, ignore_errors=True)
@@ -415,6 +451,40 @@ def _row(name: str, result: dict, payments: int | None = None) -> str:
         f"| {name} | {result['total_rows']:,} | {middle}{result['seconds']:.1f} | "
         f"{rate:,.0f} | {result['peak_rss_mb']:,} |"
     )
+
+
+
+
+def _engines(args, home: Path) -> list[str]:
+    """The same world through bronze, silver and gold on CHURN_ENV=local and CHURN_ENV=spark."""
+    start = _gold_start(args.engine_days)
+    print(f"engines: {args.engine_customers:,} customers x {args.engine_days} days on local and "
+          "spark …", flush=True)
+    _run_phase(["simulate", str(home / "local"), str(args.engine_customers),
+                str(args.engine_days), ",".join(DOMAINS), start.isoformat()])
+    shutil.copytree(home / "local", home / "spark")
+    local = _run_phase(["engine", str(home / "local"), "local"])
+    spark = _run_phase(["engine", str(home / "spark"), "spark"])
+    lines = [
+        f"### Engines: {args.engine_customers:,} customers, {local['days']} days, all domains "
+        "(one single-run backfill per layer)",
+        "",
+        "| layer | local (Polars/Delta) s | spark (local[2]/Parquet) s | spark / local |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for layer in ENGINE_LAYERS:
+        a, b = local["seconds"][layer], spark["seconds"][layer]
+        lines.append(f"| {layer} | {a:.1f} | {b:.1f} | {b / a:.1f} |")
+    total_a, total_b = sum(local["seconds"].values()), sum(spark["seconds"].values())
+    lines += [
+        f"| total | {total_a:.1f} | {total_b:.1f} | {total_b / total_a:.1f} |",
+        "",
+        f"Peak RSS: local {local['peak_rss_mb']:,} MB, spark driver process "
+        f"{spark['peak_rss_mb']:,} MB (the JVM is a child process, not counted). Spark times "
+        "include its session start (~10-20 s) in bronze. Models, scores and decisions are not "
+        "compared: they collect to the driver on both engines.",
+    ]
+    return lines
 
 
 if __name__ == "__main__":
