@@ -11,6 +11,10 @@ import dagster as dg
 import narwhals as nw
 
 from churn_assets.assets.bronze import bronze_key, quarantine_key
+from churn_assets.assets.decisions import ACTIONS_KEY, OUTCOMES_KEY, WHALES_KEY
+from churn_assets.assets.gold import FEATURES, LABELS, key
+from churn_assets.assets.model import CHURN_MODEL_KEY, CLTV_MODEL_KEY
+from churn_assets.assets.scores import SCORES_KEY
 from churn_assets.ingest.bronze import PARTITION_COLUMN
 from churn_assets.ingest.landing import Drop
 from churn_assets.resources.landing import LandingZone
@@ -23,8 +27,7 @@ MAX_RUNS_PER_TICK = 25
 
 
 LABELS_JOB = "churn_labels"
-LABELS_KEY = dg.AssetKey(["gold", "churn_labels"])
-FEATURES_KEY = dg.AssetKey(["gold", "customer_features"])
+LABELS_KEY, FEATURES_KEY = key(LABELS), key(FEATURES)
 
 
 def build_daily_job(deadline_checks=()):
@@ -50,9 +53,7 @@ def build_labels_job():
 
 
 SCORING_JOB, OUTCOMES_JOB = "churn_scoring", "churn_outcomes"
-SCORES_KEY = dg.AssetKey(["scores", "daily"])
-DECISION_KEYS = [dg.AssetKey(["decisions", "actions"]), dg.AssetKey(["decisions", "whales"])]
-OUTCOMES_KEY = dg.AssetKey(["decisions", "outcomes"])
+DECISION_KEYS = [ACTIONS_KEY, WHALES_KEY]
 
 
 def build_scoring_job():
@@ -88,7 +89,7 @@ def build_scoring_schedule(settings: Settings, job) -> dg.ScheduleDefinition:
 
 
 TRAINING_JOB = "churn_training"
-MODEL_KEYS = [dg.AssetKey(["ml", "churn_model"]), dg.AssetKey(["ml", "cltv_model"])]
+MODEL_KEYS = [CHURN_MODEL_KEY, CLTV_MODEL_KEY]
 
 
 def build_training_job():

@@ -10,11 +10,10 @@ policy's save rates when they are trustworthy (``decisions/uplift.py``).
 from datetime import date, timedelta
 
 import dagster as dg
-import narwhals as nw
 import polars as pl
 
 from churn_assets.assets.common import markdown_preview, on_upstream_change, to_polars
-from churn_assets.assets.gold import ACTIVITY, SNAPSHOT, key
+from churn_assets.assets.gold import ACTIVITY, SNAPSHOT, key, last_arrival
 from churn_assets.assets.scores import SCORES, SCORES_KEY
 from churn_assets.assets.silver import table as silver_table
 from churn_assets.decisions import crm_feed, decide, measure, outcomes_from_activity, whale_list
@@ -138,8 +137,7 @@ def build_outcomes_asset(partitions_def, settings: Settings) -> dg.AssetsDefinit
     )
     def campaign_outcomes(context: dg.AssetExecutionContext, store: TableStore):
         window = DateWindow.from_time_window(context.partition_time_window)
-        latest = nw.from_native(store.read(silver_table("payments"), columns=[ARRIVAL])).select(
-            nw.col(ARRIVAL).max()).lazy().collect().item()
+        latest = last_arrival(store, silver_table("payments"))
         ready_through = latest - timedelta(days=days) if latest else None
         if ready_through is None or window.end - timedelta(days=1) > ready_through:
             raise dg.Failure(

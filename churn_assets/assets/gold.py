@@ -198,7 +198,7 @@ def build_labels_asset(partitions_def, settings: Settings) -> dg.AssetsDefinitio
     )
     def churn_labels(context: dg.AssetExecutionContext, store: TableStore):
         window = DateWindow.from_time_window(context.partition_time_window)
-        latest = _last_arrival(store, silver_table("payments"))
+        latest = last_arrival(store, silver_table("payments"))
         waiting = [d for d in window.days if not labels.labels_available(latest, d, horizon)]
         if waiting:
             raise dg.Failure(
@@ -267,19 +267,19 @@ def _rebuilt_state(store: TableStore, day: date) -> gold.CustomerState:
 
 
 def first_arrival(store: TableStore, table: str) -> date | None:
-    return _arrival_bound(store, table, "min")
+    return column_bound(store, table, ARRIVAL, "min")
 
 
-def _last_arrival(store: TableStore, table: str) -> date | None:
-    return _arrival_bound(store, table, "max")
+def last_arrival(store: TableStore, table: str) -> date | None:
+    return column_bound(store, table, ARRIVAL, "max")
 
 
-def _arrival_bound(store: TableStore, table: str, how: str) -> date | None:
+def column_bound(store: TableStore, table: str, column: str, how: str) -> date | None:
+    """The min or max of a (date) column over the whole table; None when it has no rows."""
     if not store.exists(table):
         return None
-    column = nw.col(ARRIVAL)
-    frame = nw.from_native(store.read(table, columns=[ARRIVAL]))
-    return frame.select(getattr(column, how)()).lazy().collect().item()
+    frame = nw.from_native(store.read(table, columns=[column]))
+    return frame.select(getattr(nw.col(column), how)()).lazy().collect().item()
 
 
 def build_gold_assets(partitions_def, settings: Settings) -> list[dg.AssetsDefinition]:

@@ -10,12 +10,18 @@ after a failed check. The gate's decision is an asset check on ``ml/churn_model`
 from datetime import timedelta
 
 import dagster as dg
-import narwhals as nw
 import polars as pl
 
 from churn_assets.assets.bronze import bronze_key
 from churn_assets.assets.common import markdown_preview, to_polars
-from churn_assets.assets.gold import FEATURES, LABELS, SNAPSHOT, first_arrival, key
+from churn_assets.assets.gold import (
+    FEATURES,
+    LABELS,
+    SNAPSHOT,
+    column_bound,
+    first_arrival,
+    key,
+)
 from churn_assets.assets.silver import CHECKS as SILVER_CHECKS
 from churn_assets.assets.silver import ONLY_FOR, silver_key
 from churn_assets.assets.silver import table as silver_table
@@ -73,8 +79,7 @@ def labelled_window(store: TableStore, days: int) -> DateWindow:
     if not store.exists(LABELS):
         raise dg.Failure("no churn labels yet: materialize gold/churn_labels first (labels for "
                          "day D exist once data through D + horizon has arrived)")
-    frame = nw.from_native(store.read(LABELS, columns=[SNAPSHOT]))
-    last = frame.select(nw.col(SNAPSHOT).max()).lazy().collect().item()
+    last = column_bound(store, LABELS, SNAPSHOT, "max")
     if last is None:
         raise dg.Failure("gold/churn_labels is empty: no snapshot day has a full label window")
     return DateWindow(last - timedelta(days=days - 1), last + timedelta(days=1))
@@ -167,8 +172,7 @@ def build_cltv_model_asset(settings: Settings) -> dg.AssetsDefinition:
     )
     def cltv_model(context: dg.AssetExecutionContext, store: TableStore, mlflow: MlflowResource):
         refuse_on_failed_checks(context)
-        last = nw.from_native(store.read(FEATURES, columns=[SNAPSHOT])).select(
-            nw.col(SNAPSHOT).max()).lazy().collect().item()
+        last = column_bound(store, FEATURES, SNAPSHOT, "max")
         if last is None:
             raise dg.Failure("gold/customer_features is empty: materialize it first")
         # Orders before the first delivered day were never seen: customers start there.
