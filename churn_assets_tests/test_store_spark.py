@@ -8,7 +8,7 @@ No ``from __future__ import annotations``: Dagster resolves the asset's annotati
 """
 
 import shutil
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -27,36 +27,8 @@ from churn_assets.resources.spark import (
 )
 from churn_assets.resources.store import DateWindow, SchemaMismatch, TableNotFound, TableStore
 
-TABLE = "bronze.payments"
-DAY = "payment_date"
-SCHEMA = {
-    DAY: pl.Date,
-    "payment_id": pl.String,
-    "amount": pl.Float64,
-    "paid_at": pl.Datetime("us", "UTC"),
-}
-
-
-def jan(day: int) -> date:
-    return date(2024, 1, day)
-
-
-def days(first: int, last: int) -> DateWindow:
-    """January ``first`` to ``last``, both included."""
-    return DateWindow(jan(first), jan(last) + timedelta(days=1))
-
-
-def payment_rows(window: DateWindow, per_day: int = 2, amount: float = 10.0) -> pl.DataFrame:
-    rows = [(day, f"{day}-{i}") for day in window.days for i in range(per_day)]
-    return pl.DataFrame(
-        {
-            DAY: [day for day, _ in rows],
-            "payment_id": [payment_id for _, payment_id in rows],
-            "amount": [amount] * len(rows),
-            "paid_at": [datetime(d.year, d.month, d.day, 12, tzinfo=UTC) for d, _ in rows],
-        },
-        schema=SCHEMA,
-    )
+# The same table, rows and windows as the Delta store's contract tests.
+from churn_assets_tests.test_store import DAY, SCHEMA, TABLE, days, jan, payment_rows
 
 
 def to_polars(frame) -> pl.DataFrame:
