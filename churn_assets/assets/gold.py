@@ -157,6 +157,7 @@ def build_features_asset(partitions_def, settings: Settings) -> dg.AssetsDefinit
                 store.replace_window(STATE, state.profiles, one_day, SNAPSHOT)
                 store.replace_window(STATE_CATEGORIES, state.categories, one_day, SNAPSHOT)
                 store.replace_window(FEATURES, features, one_day, SNAPSHOT)
+                state = _written_state(store, day)
             context.log.info(f"gold features {chunk} written")
 
         yield dg.MaterializeResult(asset_key=key(STATE), metadata={
@@ -223,8 +224,10 @@ def build_labels_asset(partitions_def, settings: Settings) -> dg.AssetsDefinitio
             frame = labels.churn_labels(known, payments, customers, day, horizon)
             store.replace_window(LABELS, frame, DateWindow.day(day), SNAPSHOT)
         counted = nw.from_native(store.read(LABELS, window, SNAPSHOT, columns=["churned"]))
-        summary = counted.select(
-            nw.len().alias("rows"), nw.col("churned").sum().alias("churned")).lazy().collect()
+        # Spark cannot sum booleans.
+        summary = counted.select(nw.len().alias("rows"),
+                                 nw.col("churned").cast(nw.Int64).sum().alias("churned"))
+        summary = summary.lazy().collect()
         rows, churned = int(summary["rows"][0]), int(summary["churned"][0] or 0)
         return dg.MaterializeResult(metadata={
             "dagster/row_count": rows,
@@ -257,6 +260,19 @@ def _stored_state(store: TableStore, day: date) -> gold.CustomerState | None:
         return None
     categories = materialize(nw.from_native(store.read(STATE_CATEGORIES, window, SNAPSHOT)))
     return gold.CustomerState(profiles.to_native(), categories.to_native())
+
+
+def _written_state(store: TableStore, day: date) -> gold.CustomerState:
+    """The state just written for ``day``, read back to start ``day + 1`` from.
+
+    Continuing from the stored table rather than the computed frame keeps each day's plan
+    the same size on Spark: a checkpoint cuts the lineage but keeps the plan's size estimate,
+    and chained joins multiply it, so by day ~25 estimating it alone exhausted the heap. Read
+    back, the estimate is the files' size again. It is also the state a later run starts from.
+    """
+    window = DateWindow.day(day)
+    return gold.CustomerState(*(materialize(nw.from_native(store.read(t, window, SNAPSHOT)))
+                                .to_native() for t in (STATE, STATE_CATEGORIES)))
 
 
 def _rebuilt_state(store: TableStore, day: date) -> gold.CustomerState:
