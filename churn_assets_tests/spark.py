@@ -13,6 +13,9 @@ import functools
 def spark_session():
     from pyspark.sql import SparkSession
 
+    from churn_assets.resources.spark import use_this_python_for_workers
+
+    use_this_python_for_workers()
     return (
         SparkSession.builder.master("local[2]")
         .appName("churn-assets-tests")

@@ -17,7 +17,6 @@ from churn_assets.ingest.bronze import (
     drop_bytes,
     empty_bronze,
     empty_quarantine,
-    ingest_drops,
 )
 from churn_assets.ingest.columns import COLUMNS
 from churn_assets.ingest.landing import DOMAIN_FORMATS
@@ -97,9 +96,7 @@ def build_bronze_asset(domain: str, partitions_def: dg.PartitionsDefinition) -> 
             list(by_day), MAX_DAYS_PER_COMMIT, sizes, MAX_BYTES_PER_COMMIT
         ):
             run = DateWindow(start, end)
-            batch = ingest_drops(
-                domain, [by_day[d] for d in run.days], ingested_at, landing.path
-            )
+            batch = landing.ingest(domain, [by_day[d] for d in run.days], ingested_at)
             written = store.replace_window(
                 table, batch.rows, run, PARTITION_COLUMN, allow_new_columns=True
             )
@@ -107,8 +104,10 @@ def build_bronze_asset(domain: str, partitions_def: dg.PartitionsDefinition) -> 
             new_columns.update(written.new_columns)
             totals["records"] += batch.records_in_files
             reasons.update(batch.quarantine_reasons)
+            quarantined = sum(batch.quarantine_reasons.values())
             context.log.info(
-                f"{domain} {run}: {batch.rows.height} rows, {batch.quarantine.height} quarantined"
+                f"{domain} {run}: {batch.records_in_files - quarantined} rows, "
+                f"{quarantined} quarantined"
             )
         if not store.exists(table):
             # An absent domain still gets an (empty) table, so downstream reads find nothing, not an error.

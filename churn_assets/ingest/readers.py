@@ -20,7 +20,7 @@ import io
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import polars as pl
 import pyarrow.parquet as pq
@@ -58,20 +58,38 @@ class ParsedFile:
 def read_landing_file(path: Path) -> ParsedFile:
     """Parse one landing file, choosing the format by its suffix."""
     path = Path(path)
-    reader = _READERS.get(path.suffix.lower())
-    if reader is None:
-        known = ", ".join(sorted(_READERS))
-        raise LandingFileError(
-            f"{path}: unsupported file type {path.suffix!r}; expected one of {known}"
-        )
+    parser = _parser_for(path.suffix, str(path))
     if not path.is_file():
         raise LandingFileError(f"{path}: file not found")
-    return reader(path)
+    return parser(path, str(path))
+
+
+def parse_landing_bytes(name: str, content: bytes) -> ParsedFile:
+    """Parse a landing file's content, choosing the format by the suffix of ``name``.
+
+    For callers that hold the bytes rather than a local path (Spark's ``binaryFile`` source);
+    ``name`` also labels errors, so it should say where the bytes came from.
+    """
+    return _parser_for(PurePath(name).suffix, name)(content, name)
+
+
+def _parser_for(suffix: str, label: str) -> Callable[[Path | bytes, str], ParsedFile]:
+    parser = _PARSERS.get(suffix.lower())
+    if parser is None:
+        known = ", ".join(sorted(_PARSERS))
+        raise LandingFileError(
+            f"{label}: unsupported file type {suffix!r}; expected one of {known}"
+        )
+    return parser
+
+
+def _label(source: Path | bytes, label: str | None) -> str:
+    return label or str(source if isinstance(source, Path) else "<bytes>")
 
 
 def parse_csv(source: Path | bytes, label: str | None = None, separator: str = ",") -> ParsedFile:
     """Parse CSV from a path or from bytes (``label`` names the source in errors)."""
-    label = label or str(source if isinstance(source, Path) else "<bytes>")
+    label = _label(source, label)
     lines, lossy = _read_lines(source, label)
     nonblank = _numbered(lines).filter(~pl.col("line").str.contains(r"^\s*$"))
     if nonblank.height == 0:
@@ -83,14 +101,11 @@ def parse_csv(source: Path | bytes, label: str | None = None, separator: str = "
     return ParsedFile(rows, _quarantine(bad), good.height + bad.height)
 
 
-def _read_csv_file(path: Path) -> ParsedFile:
-    return parse_csv(path)
-
-
 def _read_lines(source: Path | bytes, label: str) -> tuple[pl.Series, bool]:
     """Physical lines (CRLF handled by Polars); ``lossy`` when invalid UTF-8 was replaced by U+FFFD."""
     try:
-        return pl.read_lines(source)["line"], False
+        # glob=False: a path names one file; as a pattern, "[1]" in a folder name read nothing.
+        return pl.read_lines(source, glob=False)["line"], False
     except pl.exceptions.ComputeError as exc:
         if "utf8" not in str(exc).lower():
             raise LandingFileError(f"{label}: cannot read: {exc}") from exc
@@ -241,13 +256,9 @@ def _parse_good_csv_lines(
     return rows.with_columns(good[ROW_NUMBER])
 
 
-def _read_jsonl_file(path: Path) -> ParsedFile:
-    return parse_jsonl(path)
-
-
 def parse_jsonl(source: Path | bytes, label: str | None = None) -> ParsedFile:
     """Parse JSON lines: one flat JSON object per line; values kept as their JSON text."""
-    label = label or str(source if isinstance(source, Path) else "<bytes>")
+    label = _label(source, label)
     lines, lossy = _read_lines(source, label)
     nonblank = _numbered(lines).filter(~pl.col("line").str.contains(r"^\s*$"))
     # Polars' reader would silently turn a nested value into text, so nested records must be
@@ -354,14 +365,17 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _read_parquet_file(path: Path) -> ParsedFile:
+def parse_parquet(source: Path | bytes, label: str | None = None) -> ParsedFile:
+    """Parse Parquet from a path or from bytes: typed values become text, nothing is quarantined."""
+    label = _label(source, label)
     try:
-        records = pq.ParquetFile(path).metadata.num_rows
-        frame = pl.read_parquet(path)
+        opened = source if isinstance(source, Path) else io.BytesIO(source)
+        records = pq.ParquetFile(opened).metadata.num_rows
+        frame = pl.read_parquet(source, glob=False)  # a file name, never a pattern
     except Exception as exc:  # pyarrow and polars raise many types for a corrupt file
-        raise LandingFileError(f"{path}: cannot read Parquet: {exc}") from exc
+        raise LandingFileError(f"{label}: cannot read Parquet: {exc}") from exc
     if ROW_NUMBER in frame.columns:
-        raise LandingFileError(f"{path}: column {ROW_NUMBER!r} is reserved")
+        raise LandingFileError(f"{label}: column {ROW_NUMBER!r} is reserved")
     rows = frame.select([_as_text(name, dtype) for name, dtype in frame.schema.items()])
     rows = rows.with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias(ROW_NUMBER))
     return ParsedFile(rows, _empty_quarantine(), records)
@@ -407,10 +421,11 @@ def _empty_rows(names: list[str]) -> pl.DataFrame:
     return pl.DataFrame(schema={**{name: pl.String for name in names}, ROW_NUMBER: pl.Int64})
 
 
-_READERS: dict[str, Callable[[Path], ParsedFile]] = {
-    ".csv": _read_csv_file,
-    ".jsonl": _read_jsonl_file,
-    ".ndjson": _read_jsonl_file,
-    ".json": _read_jsonl_file,
-    ".parquet": _read_parquet_file,
+# Each parser takes a path or the bytes, plus the label its errors start with.
+_PARSERS: dict[str, Callable[[Path | bytes, str], ParsedFile]] = {
+    ".csv": parse_csv,
+    ".jsonl": parse_jsonl,
+    ".ndjson": parse_jsonl,
+    ".json": parse_jsonl,
+    ".parquet": parse_parquet,
 }

@@ -16,10 +16,14 @@ first needs one. Assets only ever see the ``TableStore`` interface.
 from __future__ import annotations
 
 from churn_assets.resources.delta import DeltaTableStore
-from churn_assets.resources.landing import LandingZone
+from churn_assets.resources.landing import LandingZone, SparkLandingZone
 from churn_assets.resources.mlflow import MlflowResource
 from churn_assets.resources.pii import PiiKey
-from churn_assets.resources.spark import LOCAL_SPARK_CONFIG, SparkTableStore
+from churn_assets.resources.spark import (
+    LOCAL_SPARK_CONFIG,
+    SparkTableStore,
+    use_this_python_for_workers,
+)
 from churn_assets.settings import Paths, Settings
 
 ENVIRONMENTS = ("local", "spark", "databricks")
@@ -42,13 +46,14 @@ def build_resources(env: str, paths: Paths, settings: Settings | None = None) ->
             raise ImportError(
                 "CHURN_ENV=spark needs pyspark and dagster-pyspark: install the `spark` extra"
             ) from error
+        use_this_python_for_workers()
         # The session starts when a run initializes this resource, not here. The store is given
         # the same instance, so in a run both are one resource ("spark") and one session.
         spark = PySparkResource(spark_config=dict(LOCAL_SPARK_CONFIG))
         return {
             "spark": spark,
             "store": SparkTableStore(format="parquet", root=str(paths.lake / "spark"), spark=spark),
-            "landing": LandingZone(root=str(paths.landing)),
+            "landing": SparkLandingZone(root=str(paths.landing), spark=spark),
             "pii": PiiKey.from_env(),
             "mlflow": _local_mlflow(paths, settings),
         }

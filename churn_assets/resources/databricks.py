@@ -11,8 +11,9 @@ and results reported back through Pipes messages -- a second deployment to keep 
 one, for no gain while the heavy work is already Spark's. Pipes is the better tool when a step
 must run *inside* Databricks (e.g. GPU training on a cluster library); revisit it then.
 
-What still runs on the Dagster side: Polars reads of landing files (bronze ingest), model
-training and scoring on one node (the store hands them Arrow), and MLflow client calls.
+What still runs on the Dagster side: listing the landing zone's drops (their files are read
+and parsed by the cluster), model training on one node (the at-risk training rows are collected
+to it), the budget decisions of a day, and MLflow client calls. Scoring runs on the cluster.
 
 Constructing these resources never connects: the session is built the first time a store call
 needs it (``DatabricksConnect.spark_session``). ``databricks-connect`` replaces ``pyspark``
@@ -29,7 +30,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from churn_assets.resources.landing import LandingZone
+from churn_assets.resources.landing import SparkLandingZone
 from churn_assets.resources.mlflow import MlflowResource
 from churn_assets.resources.pii import PII_KEY_ENV, PiiKey
 from churn_assets.resources.spark import SparkTableStore
@@ -173,9 +174,9 @@ def databricks_resources(paths: Paths, settings: Settings) -> dict[str, object]:
             schema_prefix=target.schema_prefix,
             spark=spark,
         ),
-        # A Volume path is a local path only where /Volumes is mounted (Databricks compute); a
-        # Dagster deployment elsewhere sets CHURN_LANDING_ROOT to a path it can read.
-        "landing": LandingZone(root=target.landing_root),
+        # Drops are found by listing the root from this process, so it must see the Volume
+        # (Databricks compute mounts /Volumes); their files are read and parsed by the cluster.
+        "landing": SparkLandingZone(root=target.landing_root, spark=spark),
         "pii": PiiKey.from_env(required=True),
         # MLflow on the workspace (reads DATABRICKS_HOST/TOKEN itself), models in Unity Catalog.
         "mlflow": MlflowResource(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import dagster as dg
+from pydantic import Field
 
+from churn_assets.ingest.bronze import BronzeBatch, ingest_drops
 from churn_assets.ingest.landing import Drop, find_drop, list_drops
 
 
@@ -29,3 +31,26 @@ class LandingZone(dg.ConfigurableResource):
         """A folder for the day exists but its marker does not: still being written."""
         folder = self.path / domain / day.isoformat()
         return folder.is_dir() and self.drop(domain, day) is None
+
+    def ingest(self, domain: str, drops: list[Drop], ingested_at: datetime) -> BronzeBatch:
+        """Parse the drops' files into bronze rows and quarantined rows (Polars, in process)."""
+        return ingest_drops(domain, drops, ingested_at, self.path)
+
+
+class SparkLandingZone(LandingZone):
+    """The same landing zone with its files read by Spark and parsed on the executors.
+
+    Finding drops (markers, fingerprints) still reads ``root`` from this process; the files'
+    contents are read by Spark (``binaryFile``), so they are parsed where the cluster is and
+    bronze rows never pass through the driver. Same parser, same quarantine reasons.
+    """
+
+    spark: dg.ConfigurableResource | None = Field(
+        None, description="The resource owning the session (as for SparkTableStore); None: "
+        "the process's active or default session.")
+
+    def ingest(self, domain: str, drops: list[Drop], ingested_at: datetime):
+        from churn_assets.ingest.spark_bronze import ingest_drops_spark
+        from churn_assets.resources.spark import session_for
+
+        return ingest_drops_spark(session_for(self.spark), domain, drops, ingested_at, self.path)

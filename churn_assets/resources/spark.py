@@ -39,7 +39,9 @@ pyspark is imported lazily, so importing this module needs neither pyspark nor J
 """
 
 import json
+import os
 import re
+import sys
 import uuid
 from dataclasses import dataclass
 from datetime import date
@@ -196,7 +198,7 @@ class SparkTableStore(TableStore):
     @property
     def spark_session(self) -> "SparkSession":
         if self._session is None:
-            self._session = _ensure_utc(_session_of(self.spark))
+            self._session = session_for(self.spark)
         return self._session
 
     # ── names ──
@@ -477,6 +479,19 @@ class SparkTableStore(TableStore):
 
 
 # ── Helpers ──────────────────────────────────────────────────────────────────────────────────────
+
+
+def use_this_python_for_workers() -> None:
+    """Local Spark starts its Python workers (scoring, landing-file parsing) with
+    ``PYSPARK_PYTHON``, by default whatever ``python3`` is first on PATH, which need not have
+    this package or its dependencies. Read once, when the first session starts."""
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+
+
+def session_for(provider: Any) -> "SparkSession":
+    """The session of a resource that owns one (``PySparkResource``, ``DatabricksConnect``), or
+    the process's active or default session for ``None``; always in UTC."""
+    return _ensure_utc(_session_of(provider))
 
 
 def _session_of(provider: Any) -> "SparkSession":
