@@ -27,7 +27,7 @@ from churn_assets.assets.silver import ONLY_FOR, silver_key
 from churn_assets.assets.silver import table as silver_table
 from churn_assets.ml.churn_model import ChurnTrainingConfig, train_churn_model
 from churn_assets.ml.cltv import actual_revenue, evaluate_cltv, fit_cltv
-from churn_assets.ml.dataset import at_risk
+from churn_assets.ml.dataset import only_at_risk
 from churn_assets.resources.mlflow import MlflowResource
 from churn_assets.resources.store import DateWindow, TableStore
 from churn_assets.settings import DOMAINS, Settings
@@ -106,8 +106,8 @@ def build_churn_model_asset(settings: Settings) -> dg.AssetsDefinition:
     def churn_model(context: dg.AssetExecutionContext, store: TableStore, mlflow: MlflowResource):
         refuse_on_failed_checks(context)
         window = labelled_window(store, model.training_days)
-        population = at_risk(horizon)
-        features = to_polars(store.read(FEATURES, window, SNAPSHOT)).filter(population)
+        # Filtered in the engine: only the modelled population reaches the driver.
+        features = to_polars(only_at_risk(store.read(FEATURES, window, SNAPSHOT), horizon))
         labels = to_polars(store.read(LABELS, window, SNAPSHOT))
         config = ChurnTrainingConfig(validation_days=model.validation_days,
                                      calibration=model.calibration, horizon_days=horizon)

@@ -7,9 +7,12 @@ churned by the label's own definition) are not scored; they are win-back, not re
 """
 
 
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
 
 import dagster as dg
+import narwhals as nw
 import polars as pl
 
 from churn_assets.assets.common import markdown_preview, to_polars
@@ -17,12 +20,13 @@ from churn_assets.assets.gold import FEATURES, SNAPSHOT, key
 from churn_assets.assets.model import CHURN_MODEL_KEY, CLTV_MODEL_KEY, CLTV_TABLE, REFERENCE
 from churn_assets.decisions.drift import population_stability
 from churn_assets.ml.cltv import CltvModel
-from churn_assets.ml.dataset import at_risk
+from churn_assets.ml.dataset import only_at_risk
 from churn_assets.ml.gate import NoChampionError
 from churn_assets.ml.registry import scoring_input
 from churn_assets.resources.mlflow import MlflowResource
 from churn_assets.resources.store import DateWindow, TableStore
 from churn_assets.settings import Settings
+from churn_assets.transforms.engine import map_frames
 
 SCORES = "scores.daily"
 SCORES_KEY = dg.AssetKey(["scores", "daily"])
@@ -58,6 +62,27 @@ def score_day(features: pl.DataFrame, model, version: str, cltv: CltvModel, sett
                          for c, t in SCORE_COLUMNS.items())
 
 
+@dataclass(frozen=True)
+class DailyScorer:
+    """Scores any batch of gold feature rows: the at-risk ones, day by day (the CLTV and the
+    model's outputs join on ``customer_id``, which is unique only within a day).
+
+    Row-local, so ``map_frames`` can run it per Arrow batch on Spark executors; it carries the
+    champion pyfunc and the CLTV parameters to them (pickled with it), never a resource.
+    """
+
+    model: Any
+    version: str
+    cltv: CltvModel
+    settings: Settings
+
+    def __call__(self, features: pl.DataFrame) -> pl.DataFrame:
+        features = only_at_risk(features, self.settings.labels.horizon_days)
+        days = features.partition_by(SNAPSHOT, maintain_order=True)
+        return pl.concat([pl.DataFrame(schema=SCORE_COLUMNS)] + [
+            score_day(day, self.model, self.version, self.cltv, self.settings) for day in days])
+
+
 def load_cltv(store: TableStore) -> CltvModel:
     if not store.exists(CLTV_TABLE):
         raise dg.Failure("no CLTV model yet: materialize ml/cltv_model (the training job) first")
@@ -66,7 +91,6 @@ def load_cltv(store: TableStore) -> CltvModel:
 
 
 def build_scores_asset(partitions_def, settings: Settings) -> dg.AssetsDefinition:
-    horizon = settings.labels.horizon_days
     drift = settings.decisions.drift
 
     @dg.asset(
@@ -94,43 +118,48 @@ def build_scores_asset(partitions_def, settings: Settings) -> dg.AssetsDefinitio
             model, version = mlflow.load_champion(), mlflow.champion_version()
         except NoChampionError as exc:
             raise dg.Failure(description=f"cannot score: {exc}") from exc
-        cltv = load_cltv(store)
-        features = to_polars(store.read(FEATURES, window, SNAPSHOT)).filter(at_risk(horizon))
-        days = []
-        for day in window.days:
-            scored = score_day(features.filter(pl.col(SNAPSHOT) == day), model, version, cltv,
-                               settings)
-            store.replace_window(SCORES, scored, DateWindow.day(day), SNAPSHOT)
-            days.append(scored)
-        scores = pl.concat(days)
-        context.log.info(f"scored {scores.height} customer-days with churn_model v{version}")
-        bands = scores["risk_band"].value_counts().sort("risk_band")
+        scorer = DailyScorer(model, version, load_cltv(store), settings)
+        # Scored where the rows are (Spark executors, or Polars in process), written in one commit.
+        scored = map_frames(store.read(FEATURES, window, SNAPSHOT), scorer, SCORE_COLUMNS)
+        store.replace_window(SCORES, scored, window, SNAPSHOT)
+
+        # Summaries of what the table now holds, aggregated by the engine.
+        scores = nw.from_native(store.read(SCORES, window, SNAPSHOT))
+        totals = _collect(scores.select(
+            rows=nw.len(), revenue_at_risk=nw.col("revenue_at_risk").sum(),
+            mean_probability=nw.col("churn_probability").mean(),
+            latest=nw.col(SNAPSHOT).max())).row(0, named=True)
+        bands = _collect(scores.group_by("risk_band").agg(nw.len()).sort("risk_band"))
+        context.log.info(f"scored {totals['rows']} customer-days with churn_model v{version}")
         yield dg.MaterializeResult(metadata={
-            "dagster/row_count": scores.height,
+            "dagster/row_count": totals["rows"],
             "model_version": version,
             "customers_by_band": dg.MetadataValue.json(dict(bands.iter_rows())),
-            "revenue_at_risk": round(float(scores["revenue_at_risk"].sum()), 2),
-            "mean_churn_probability": round(float(scores["churn_probability"].mean() or 0), 4),
+            "revenue_at_risk": round(float(totals["revenue_at_risk"] or 0), 2),
+            "mean_churn_probability": round(float(totals["mean_probability"] or 0), 4),
             "preview": dg.MetadataValue.md(markdown_preview(
-                scores.sort("revenue_at_risk", descending=True))),
+                scores.sort("revenue_at_risk", descending=True).head(5).to_native())),
         })
-        yield drift_result(store, features, scores, settings)
+        yield drift_result(store, totals["latest"], settings)
 
     return daily_scores
 
 
-def drift_result(store: TableStore, features: pl.DataFrame, scores: pl.DataFrame,
-                 settings: Settings) -> dg.AssetCheckResult:
+def drift_result(store: TableStore, day: date | None, settings: Settings
+                 ) -> dg.AssetCheckResult:
+    """PSI of the latest scored day (the population a decision acts on) against the champion's
+    validation rows. One day's at-risk rows are collected to the driver to bin them."""
     drift = settings.decisions.drift
-    if not store.exists(REFERENCE):
+    if not store.exists(REFERENCE) or day is None:
         return dg.AssetCheckResult(check_name=DRIFT_CHECK, passed=True,
-                                   description="no training reference yet: nothing to compare")
+                                   description="no training reference yet: nothing to compare"
+                                   if day else "no customer was scored: nothing to compare")
     reference = to_polars(store.read(REFERENCE))
-    # The latest scored day is the population a decision acts on.
-    day = scores[SNAPSHOT].max() if scores.height else None
-    current = features.filter(pl.col(SNAPSHOT) == day).join(
-        scores.select("customer_id", SNAPSHOT, "churn_probability"),
-        on=["customer_id", SNAPSHOT], how="left")
+    features = to_polars(only_at_risk(store.read(FEATURES, DateWindow.day(day), SNAPSHOT),
+                                      settings.labels.horizon_days))
+    scores = to_polars(store.read(SCORES, DateWindow.day(day), SNAPSHOT,
+                                  columns=["customer_id", SNAPSHOT, "churn_probability"]))
+    current = features.join(scores, on=["customer_id", SNAPSHOT], how="left")
     columns = [c for c in reference.columns if c in current.columns
                and c not in ("customer_id", SNAPSHOT)]
     report = population_stability(reference.select(columns), current.select(columns),
@@ -157,3 +186,7 @@ def drift_result(store: TableStore, features: pl.DataFrame, scores: pl.DataFrame
                     summary["feature"].head(3).to_list())), rows=40)),
         },
     )
+
+
+def _collect(frame: nw.LazyFrame | nw.DataFrame) -> pl.DataFrame:
+    return to_polars(frame.to_native())

@@ -22,6 +22,7 @@ import zlib
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+import narwhals as nw
 import numpy as np
 import pandas as pd
 import polars as pl
@@ -34,18 +35,24 @@ CATEGORICAL = ("segment", "region", "acquisition_channel", "status", "last_ticke
 FEATURES = tuple(c for c in FEATURE_SCHEMA if c not in KEY)
 
 
-def at_risk(horizon_days: int) -> pl.Expr:
+def at_risk(horizon_days: int) -> nw.Expr:
     """The customers a churn model is for on a snapshot day: not cancelled, and either ordered
     within the label horizon or are new enough not to have had the chance.
 
     The rest have already churned by the label's own definition (no paid order in H days):
     their label is a foregone conclusion, and training or validating on them inflates AUC
-    without helping to rank anyone the business can still keep.
+    without helping to rank anyone the business can still keep. A narwhals expression, so
+    the filter runs in the engine before anything is collected to the driver.
     """
-    recent_order = pl.col("days_since_last_order") <= horizon_days
-    new_customer = pl.col("days_since_last_order").is_null() & (
-        pl.col("tenure_days") <= horizon_days)
-    return ~pl.col("is_cancelled").fill_null(False) & (recent_order | new_customer)
+    recent_order = nw.col("days_since_last_order") <= horizon_days
+    new_customer = nw.col("days_since_last_order").is_null() & (
+        nw.col("tenure_days") <= horizon_days)
+    return ~nw.col("is_cancelled").fill_null(False) & (recent_order | new_customer)
+
+
+def only_at_risk(frame, horizon_days: int):
+    """``frame`` (a native Polars or Spark frame) filtered to ``at_risk``, same engine."""
+    return nw.from_native(frame).filter(at_risk(horizon_days)).to_native()
 
 
 def training_frame(features: pl.DataFrame | pl.LazyFrame,

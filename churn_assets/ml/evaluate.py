@@ -229,7 +229,7 @@ def pipeline_report(paths: Paths, horizon_days: int, training_days: int,
     """``oracle_report`` on what the pipeline wrote: the lake's gold features (the at-risk
     population the churn model trains on) and churn labels over the latest ``training_days``
     labelled snapshots, against the simulator's truth under the same data root."""
-    from churn_assets.ml.dataset import at_risk
+    from churn_assets.ml.dataset import only_at_risk
 
     gold = paths.lake / "gold"
     labels = pl.read_delta(str(gold / "churn_labels"))
@@ -238,8 +238,8 @@ def pipeline_report(paths: Paths, horizon_days: int, training_days: int,
         raise ValueError("no churn labels in the lake: run `churn-assets run` first")
     first = last - timedelta(days=training_days - 1)
     in_window = pl.col("snapshot_date").is_between(first, last)
-    features = (pl.scan_delta(str(gold / "customer_features")).filter(in_window)
-                .collect().filter(at_risk(horizon_days)))
+    features = only_at_risk(
+        pl.scan_delta(str(gold / "customer_features")).filter(in_window).collect(), horizon_days)
     world = SimulatedWorld(paths, None, {}, features, labels.filter(in_window), horizon_days)
     return oracle_report(world, config or ChurnTrainingConfig(horizon_days=horizon_days))
 

@@ -139,3 +139,34 @@ def materialize(frame: nw.LazyFrame) -> nw.LazyFrame:
         return nw.from_native(native.localCheckpoint(eager=True))
     except Exception:  # noqa: BLE001 - any engine that cannot checkpoint just stays lazy
         return frame
+
+
+def map_frames(frame, fn, schema: dict[str, pl.DataType]):
+    """Apply ``fn`` (a Polars frame in, a Polars frame of ``schema`` out) to a native frame's
+    rows, batch by batch; returns a native frame of the same engine.
+
+    ``fn`` must be row-local (any grouping it does must hold within a batch), because Spark
+    hands it one Arrow batch of a partition at a time on the executors (``mapInArrow``): that
+    is what lets scoring scale with the cluster instead of collecting to the driver. Polars
+    hands it the whole frame. ``fn`` is pickled to the executors with everything it closes
+    over, so it must close over plain data and models, not resources or sessions.
+    """
+    native = nw.to_native(frame, pass_through=True)
+    if isinstance(native, pl.LazyFrame | pl.DataFrame):
+        out = fn(native.lazy().collect())
+        return out.select(pl.col(c).cast(t) for c, t in schema.items())
+    if backend(nw.from_native(native)) != "spark":
+        raise UnsupportedEngineError(f"cannot map batches of {type(native).__name__}")
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    session = native.sparkSession
+    spark_schema = session.createDataFrame(pl.DataFrame(schema=schema).to_arrow()).schema
+    arrow_schema = to_arrow_schema(spark_schema, timezone="UTC")
+
+    def batches(arrow_batches):
+        for batch in arrow_batches:
+            out = fn(pl.from_arrow(batch))
+            table = out.select(pl.col(c).cast(t) for c, t in schema.items()).to_arrow()
+            yield from table.cast(arrow_schema).to_batches()
+
+    return native.mapInArrow(batches, spark_schema)
