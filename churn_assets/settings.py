@@ -121,8 +121,9 @@ class ModelSettings(_Section):
     """The churn and CLTV models: training window, validation, the champion gate, retraining."""
 
     training_days: int = Field(
-        120, ge=20,
-        description="Latest labelled snapshot days the churn model trains and validates on.",
+        120, ge=7,
+        description="Latest labelled snapshot days the churn model trains and validates on "
+        "(few days make a noisy model; the gate still judges it).",
     )
     validation_days: int = Field(
         14, ge=1, description="Latest labelled snapshot days held out for validation.")
