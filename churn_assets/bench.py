@@ -3,8 +3,9 @@
 Each phase runs in its own process so that its peak RSS is its own. Results are appended to
 ``BENCHMARKS.md`` (and printed). Not a test: numbers depend on the machine.
 
-    python -m churn_assets.bench [--only transactions|gold] [--customers N] [--days N]
-                                 [--gold-customers N] [--gold-days N] [--home DIR] [--keep]
+    python -m churn_assets.bench [--only transactions|gold|engines|training] [--customers N]
+                                 [--days N] [--gold-customers N] [--gold-days N]
+                                 [--training-rows N,N,...] [--home DIR] [--keep]
 
 Two worlds:
 
@@ -14,6 +15,9 @@ Two worlds:
   daily increment (one day's ``gold_customer_features``, from the day before's stored state) at
   day 30 and at day 365. The increment should cost the same at both: it must not grow with the
   history.
+- *training*: real at-risk gold rows and labels of a small world, replicated with fresh customer
+  ids to each ``--training-rows`` size, then ``train_churn_model`` as the churn model asset calls
+  it: how many rows the driver's memory holds.
 """
 
 from __future__ import annotations
@@ -31,9 +35,10 @@ import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
-from churn_assets.settings import DOMAINS
+from churn_assets.settings import DOMAINS, Settings
 
 RESULTS = Path("BENCHMARKS.md")
 TRANSACTIONS_START = date(2026, 1, 1)
@@ -189,31 +194,189 @@ def _phase_gold_increment(home: Path, day_numbers: str, repeats: int) -> dict:
     return {"days": out}
 
 
-ENGINE_LAYERS = {
-    "bronze": bronze_keys, "silver": silver_keys,
-    "gold": lambda: _keys(*ACTIVITY_KEYS, *FEATURES_KEYS),
-}
+ENGINE_LAYERS = ("bronze", "silver", "gold", "labels", "training", "scores", "decisions",
+                 "outcomes")
+# The engines' world trains on a short label horizon, so a few weeks of history are enough.
+ENGINE_SETTINGS = {"horizon": 7, "training_days": 20, "validation_days": 5, "scored_days": 7,
+                   "outcome_days": 3}
+
+
+def _engine_settings_toml() -> str:
+    e = ENGINE_SETTINGS
+    return (f"[labels]\nhorizon_days = {e['horizon']}\n"
+            f"[model]\ntraining_days = {e['training_days']}\n"
+            f"validation_days = {e['validation_days']}\nauc_floor = 0.0\n"
+            f"[scoring]\noutcome_window_days = {e['outcome_days']}\n")
 
 
 def _phase_engine(home: Path, env: str) -> dict:
-    """The daily graph, layer by layer, over every landed day on one engine (CHURN_ENV)."""
+    """Every layer over the landed days on one engine (CHURN_ENV): the daily data, labels,
+    training, then scores, decisions and outcomes for the last days."""
     import dagster as dg
 
+    from churn_assets.assets.decisions import ACTIONS_KEY, WHALES_KEY
+    from churn_assets.assets.scores import SCORES_KEY
+    from churn_assets.automation import (
+        DAILY_JOB,
+        LABELS_JOB,
+        OUTCOMES_JOB,
+        SCORING_JOB,
+        TRAINING_JOB,
+    )
     from churn_assets.definitions import build_definitions, daily_partitions
-    from churn_assets.runner import landing_range, run_range
+    from churn_assets.runner import landing_range, run_once, run_range
     from churn_assets.settings import Paths, load_settings
 
     paths = Paths(home)
     defs = build_definitions(paths, env=env)
+    partitions = daily_partitions(load_settings(paths))
     first, last = landing_range(paths)
+    e = ENGINE_SETTINGS
+    scored = last - timedelta(days=e["scored_days"] - 1)
+    daily = {"bronze": bronze_keys(), "silver": silver_keys(),
+             "gold": _keys(*ACTIVITY_KEYS, *FEATURES_KEYS)}
+    ranged = {
+        "labels": (LABELS_JOB, first, last - timedelta(days=e["horizon"]), None),
+        "scores": (SCORING_JOB, scored, last, [SCORES_KEY]),
+        "decisions": (SCORING_JOB, scored, last, [ACTIONS_KEY, WHALES_KEY]),
+        "outcomes": (OUTCOMES_JOB, scored, last - timedelta(days=e["outcome_days"]), None),
+    }
     seconds = {}
     with dg.instance_for_test() as instance:
-        for layer, keys in ENGINE_LAYERS.items():
+        for layer in ENGINE_LAYERS:
             began = time.perf_counter()
-            run_range(defs, daily_partitions(load_settings(paths)), first, last, instance,
-                      days_per_run=SINGLE_RUN, selection=keys())
+            if layer in daily:
+                run_range(defs, partitions, first, last, instance, days_per_run=SINGLE_RUN,
+                          job_name=DAILY_JOB, selection=daily[layer])
+            elif layer == "training":
+                run_once(defs, TRAINING_JOB, instance)
+            else:
+                job, start, end, selection = ranged[layer]
+                run_range(defs, partitions, start, end, instance, days_per_run=SINGLE_RUN,
+                          job_name=job, selection=selection)
             seconds[layer] = time.perf_counter() - began
     return {"seconds": seconds, "days": (last - first).days + 1}
+
+
+# The training benchmark's seed: a small world with a short label horizon, so its labelled days
+# hold a training period, a label horizon and a validation period (like the model tests' world).
+TRAINING_SEED = {"customers": 2_000, "days": 60, "horizon": 10}
+
+
+def _phase_training_seed(home: Path) -> dict:
+    """The daily graph and labels over the landed days, then the rows the churn model asset
+    collects (at-risk features of the labelled days, and their labels) to ``seed/``."""
+    import dagster as dg
+
+    from churn_assets.automation import LABELS_JOB
+    from churn_assets.definitions import build_definitions, daily_partitions
+    from churn_assets.ml.dataset import only_at_risk
+    from churn_assets.runner import landing_range, run_range
+    from churn_assets.settings import Paths, load_settings
+
+    paths = Paths(home)
+    settings = load_settings(paths)
+    horizon = settings.labels.horizon_days
+    defs = build_definitions(paths)
+    partitions = daily_partitions(settings)
+    first, last = landing_range(paths)
+    began = time.perf_counter()
+    with dg.instance_for_test() as instance:
+        run_range(defs, partitions, first, last, instance, days_per_run=SINGLE_RUN)
+        run_range(defs, partitions, first, last - timedelta(days=horizon), instance,
+                  days_per_run=SINGLE_RUN, job_name=LABELS_JOB)
+    seconds = time.perf_counter() - began
+    labels = pl.read_delta(str(paths.lake / "gold" / "churn_labels"))
+    features = pl.read_delta(str(paths.lake / "gold" / "customer_features")).filter(
+        pl.col("snapshot_date") <= labels["snapshot_date"].max())
+    features = only_at_risk(features, horizon)
+    (home / "seed").mkdir(exist_ok=True)
+    features.write_parquet(home / "seed" / "features.parquet")
+    labels.write_parquet(home / "seed" / "labels.parquet")
+    labelled = features.join(labels, on=["snapshot_date", "customer_id"], how="semi")
+    return {"seconds": seconds, "features": features.height, "labels": labels.height,
+            "labelled_rows": labelled.height, "days": labelled["snapshot_date"].n_unique(),
+            "customers": labelled["customer_id"].n_unique()}
+
+
+def _copy_ids(customers: pl.Series, copies: int) -> pl.DataFrame:
+    """``customer_id`` -> ``copy_id`` for every copy: the id suffixed with the copy number, plus
+    ``x``s until it falls on its original's side of the calibration hold-out (a hash of the id,
+    ``dataset._customer_share``). Otherwise calibration would hold copies of training customers,
+    early stopping would never stop (the cap of 2,000 trees) and SHAP on those trees would take
+    most of the time: copies must stand for other people, not the same people twice."""
+    from churn_assets.ml.churn_model import ChurnTrainingConfig
+    from churn_assets.ml.dataset import _customer_share
+
+    config = ChurnTrainingConfig()
+    ids = np.asarray(customers.to_list(), dtype=object)
+
+    def side(names: np.ndarray) -> np.ndarray:
+        return _customer_share(names.astype(str), config.calibration_share, config.seed)
+
+    held_out, out = side(ids), []
+    for copy in range(copies):
+        names = np.array([f"{c}-{copy}" for c in ids], dtype=object)
+        while (wrong := side(names) != held_out).any():
+            names[wrong] = names[wrong] + "x"
+        out.append(pl.DataFrame({"customer_id": ids.tolist(), "copy_id": names.tolist()}))
+    return pl.concat(out)
+
+
+def _write_training_rows(home: Path, rows: int) -> Path:
+    """``rows`` labelled at-risk feature rows: copies of the seed's with new customer ids (dates
+    and labels kept), each copy carrying every seed label, as the asset reads labels for all
+    customers of the window. Streamed to Parquet: the parent never holds the frame."""
+    seed = home / "seed"
+    labels = pl.scan_parquet(seed / "labels.parquet")
+    features = pl.scan_parquet(seed / "features.parquet").join(
+        labels, on=["snapshot_date", "customer_id"], how="semi")
+    copies = -(-rows // features.select(pl.len()).collect().item())
+    ids = _copy_ids(labels.select(pl.col("customer_id").unique().sort()).collect().to_series(),
+                    copies).lazy()
+
+    def replicate(frame: pl.LazyFrame) -> pl.LazyFrame:
+        # maintain_order: copy after copy, so ``head`` keeps whole copies (and their customers).
+        return frame.join(ids, on="customer_id", maintain_order="right").with_columns(
+            customer_id="copy_id").drop("copy_id")
+
+    out = home / "training" / str(rows)
+    out.mkdir(parents=True, exist_ok=True)
+    replicate(features).head(rows).sink_parquet(out / "features.parquet")
+    replicate(labels).sink_parquet(out / "labels.parquet")
+    return out
+
+
+def _rss_mb() -> int:
+    """Current (not peak) resident memory of this process."""
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith("VmRSS:"))
+    return round(int(line.split()[1]) / 1024)
+
+
+def _phase_training(home: Path, data: Path) -> dict:
+    """``train_churn_model`` on ``data``'s rows, configured as the churn model asset does."""
+    from churn_assets.ml.churn_model import ChurnTrainingConfig, train_churn_model
+    from churn_assets.settings import Paths, load_settings
+
+    settings = load_settings(Paths(home))
+    features = pl.read_parquet(data / "features.parquet")
+    labels = pl.read_parquet(data / "labels.parquet")
+    loaded_mb = _rss_mb()
+    config = ChurnTrainingConfig(validation_days=settings.model.validation_days,
+                                 calibration=settings.model.calibration,
+                                 horizon_days=settings.labels.horizon_days)
+    began = time.perf_counter()
+    result = train_churn_model(features, labels, config)
+    seconds = time.perf_counter() - began
+    split = result.split
+    return {"seconds": seconds, "rows": features.height, "loaded_rss_mb": loaded_mb,
+            "frame_mb": round(features.estimated_size("mb") + labels.estimated_size("mb")),
+            "features": len(result.model.spec.columns), "train_rows": int(split.train.size),
+            "calibration_rows": int(split.calibration.size),
+            "validation_rows": int(split.validation.size),
+            "best_iteration": result.best_iteration,
+            "roc_auc": float(result.metrics["model"]["roc_auc"])}
 
 
 def _run_phase(args: list[str]) -> dict:
@@ -240,17 +403,21 @@ def _dispatch(phase: list[str]) -> dict:
         return _phase_engine(home, rest[0])
     if name == "gold-increment":
         return _phase_gold_increment(home, rest[0], int(rest[1]))
+    if name == "training-seed":
+        return _phase_training_seed(home)
+    if name == "training":
+        return _phase_training(home, Path(rest[0]))
     raise SystemExit(f"unknown phase {name!r}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m churn_assets.bench")
-    parser.add_argument("--only", choices=("transactions", "gold", "engines"),
-                        help="run only the simulator/bronze benchmark, the gold one, or the "
-                        "local-vs-spark one")
+    parser.add_argument("--only", choices=("transactions", "gold", "engines", "training"),
+                        help="run only the simulator/bronze benchmark, the gold one, the "
+                        "local-vs-spark one, or the churn model training one")
     parser.add_argument("--engine-customers", type=int, default=300,
                         help="customers of the world run on both engines")
-    parser.add_argument("--engine-days", type=int, default=10,
+    parser.add_argument("--engine-days", type=int, default=40,
                         help="days of the world run on both engines")
     parser.add_argument("--customers", type=int, default=1_100_000,
                         help="customers of the transactions world (default: ~10M payments)")
@@ -266,6 +433,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--increment-days", default="30,365",
                         help="day numbers whose daily increment is timed (1 = first day)")
     parser.add_argument("--repeats", type=int, default=3, help="timings per increment day")
+    parser.add_argument("--training-rows", default="250000,1000000,4000000",
+                        help="training set sizes (labelled at-risk rows) the model trains on")
     parser.add_argument("--home", type=Path, help="data root to use (default: a temporary dir)")
     parser.add_argument("--keep", action="store_true", help="keep the data root afterwards")
     parser.add_argument("--phase", nargs="+", help=argparse.SUPPRESS)
@@ -286,6 +455,8 @@ def main(argv: list[str] | None = None) -> int:
             sections.append(_gold(args, home / "gold"))
         if args.only in (None, "engines"):
             sections.append(_engines(args, home / "engines"))
+        if args.only in (None, "training"):
+            sections.append(_training(args, home / "training"))
     finally:
         if not args.keep and not args.home:
             shutil.rmtree(home, ignore_errors=True)
@@ -453,15 +624,76 @@ def _row(name: str, result: dict, payments: int | None = None) -> str:
     )
 
 
+def _training(args, home: Path) -> list[str]:
+    """The churn model trained on growing copies of a real gold training set."""
+    sizes = sorted(int(n) for n in args.training_rows.split(","))
+    seed = TRAINING_SEED
+    print(f"training: seed world of {seed['customers']:,} customers x {seed['days']} days, "
+          f"{seed['horizon']}-day labels, into {home} …", flush=True)
+    _run_phase(["simulate", str(home), str(seed["customers"]), str(seed["days"]),
+                ",".join(DOMAINS), _gold_start(seed["days"]).isoformat()])
+    (home / "settings.toml").write_text(f"[labels]\nhorizon_days = {seed['horizon']}\n")
+    built = _run_phase(["training-seed", str(home)])
+    print(f"  {built['labelled_rows']:,} labelled at-risk rows ({built['customers']:,} "
+          f"customers, {built['days']} days) in {built['seconds']:.1f}s", flush=True)
+    runs = []
+    for rows in sizes:
+        print(f"training: {rows:,} rows …", flush=True)
+        data = _write_training_rows(home, rows)
+        run = _run_phase(["training", str(home), str(data)])
+        shutil.rmtree(data)
+        print(f"  {run['seconds']:.1f}s, peak RSS {run['peak_rss_mb']:,} MB (after loading "
+              f"{run['loaded_rss_mb']:,} MB), {run['best_iteration']} trees, validation "
+              f"ROC-AUC {run['roc_auc']:.3f}", flush=True)
+        runs.append(run)
+
+    lines = [
+        f"### Churn model training (copies of {built['labelled_rows']:,} real labelled at-risk "
+        f"rows: {built['customers']:,} customers x {built['days']} days, "
+        f"{seed['horizon']}-day labels)",
+        "",
+        "| rows | features | seconds | peak RSS MB | RSS after loading MB | MB per million rows |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for run in runs:
+        lines.append(f"| {run['rows']:,} | {run['features']} | {run['seconds']:.1f} | "
+                     f"{run['peak_rss_mb']:,} | {run['loaded_rss_mb']:,} | "
+                     f"{run['peak_rss_mb'] / run['rows'] * 1e6:,.0f} |")
+    last, defaults = runs[-1], Settings()
+    days = defaults.model.training_days
+    trained = days - defaults.model.validation_days - defaults.labels.horizon_days + 1
+    lines += [
+        "",
+        f"Rows are `train_churn_model` input rows (at-risk features with a label); of the "
+        f"largest set {last['train_rows']:,} train the booster, {last['calibration_rows']:,} "
+        f"calibrate and {last['validation_rows']:,} validate (the rest lie in the label horizon "
+        f"before validation). With the default settings ({days} days, "
+        f"{defaults.labels.horizon_days}-day labels) only about {trained / days:.0%} of the rows "
+        f"train or calibrate and {defaults.model.validation_days / days:.0%} validate, so these "
+        f"bytes per row are on the high side. Copies are the seed's rows under new customer ids, "
+        f"each on its original's side of the calibration hold-out; trees "
+        f"({', '.join(str(r['best_iteration']) for r in runs)}) and seconds follow the seed's "
+        f"signal, not that of as many real customers.",
+    ]
+    if len(runs) > 1:
+        slope, intercept = statistics.linear_regression([r["rows"] for r in runs],
+                                                        [r["peak_rss_mb"] for r in runs])
+        fits = {gib: (gib * 1024 - intercept) / slope for gib in (8, 32)}
+        lines[-1] += (
+            f"  \nLinear fit of peak RSS: {intercept:,.0f} MB + {slope * 2**20:,.0f} bytes per "
+            f"row, so about **{fits[8] / 1e6:,.1f}M rows fit in 8 GiB and {fits[32] / 1e6:,.1f}M "
+            f"in 32 GiB** of driver memory (at-risk customers x `[model] training_days`).")
+    return lines
 
 
 def _engines(args, home: Path) -> list[str]:
-    """The same world through bronze, silver and gold on CHURN_ENV=local and CHURN_ENV=spark."""
+    """The same world through every layer on CHURN_ENV=local and CHURN_ENV=spark."""
     start = _gold_start(args.engine_days)
     print(f"engines: {args.engine_customers:,} customers x {args.engine_days} days on local and "
           "spark …", flush=True)
     _run_phase(["simulate", str(home / "local"), str(args.engine_customers),
                 str(args.engine_days), ",".join(DOMAINS), start.isoformat()])
+    (home / "local" / "settings.toml").write_text(_engine_settings_toml())
     shutil.copytree(home / "local", home / "spark")
     local = _run_phase(["engine", str(home / "local"), "local"])
     spark = _run_phase(["engine", str(home / "spark"), "spark"])
@@ -481,8 +713,10 @@ def _engines(args, home: Path) -> list[str]:
         "",
         f"Peak RSS: local {local['peak_rss_mb']:,} MB, spark driver process "
         f"{spark['peak_rss_mb']:,} MB (the JVM is a child process, not counted). Spark times "
-        "include its session start (~10-20 s) in bronze. Models, scores and decisions are not "
-        "compared: they collect to the driver on both engines.",
+        "include its session start (~10-20 s) in bronze. Labels cover every day with a closed "
+        f"{ENGINE_SETTINGS['horizon']}-day window; training fits LightGBM on the driver on both "
+        f"engines; scores, decisions and outcomes cover the last {ENGINE_SETTINGS['scored_days']} "
+        "days (scores with mapInArrow on Spark).",
     ]
     return lines
 
