@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from datetime import date, timedelta
 from pathlib import Path
@@ -245,7 +246,9 @@ def _run(args: argparse.Namespace) -> int:
         if _train(defs, instance):
             _score_and_decide(defs, daily_partitions(settings), first, last, landed_last,
                               settings, instance, args.days_per_run)
-    print(f"\ntables are under {paths.lake} (Delta; open with polars.scan_delta or deltalake)")
+    store = defs.resources["store"]
+    print(f"\ntables: {store.location('scores.daily')} and its siblings (churn-assets sql "
+          "--tables lists them)")
     print("see the runs, assets and checks in the UI: make ui  (http://127.0.0.1:3000)")
     return 0
 
@@ -300,22 +303,27 @@ def _train(defs, instance) -> bool:
 
 
 def _sql(args: argparse.Namespace) -> int:
+    import narwhals as nw
     import polars as pl
 
+    from churn_assets.assets.common import to_polars
     from churn_assets.decisions.sql import QUESTIONS, TABLES, ask, register_tables
+    from churn_assets.resources import build_resources
     from churn_assets.settings import Paths
 
     paths = Paths.from_env()
-    found = {name: paths.lake / name.replace("_", "/", 1) for name in TABLES}
-    tables = {name: pl.scan_delta(str(path)) for name, path in found.items()
-              if (path / "_delta_log").exists()}
+    # The environment's own store (CHURN_ENV), so the answers come from the tables the graph
+    # wrote. Polars runs the SQL; Spark tables are collected to this process to do so.
+    store = build_resources(os.environ.get("CHURN_ENV") or "local", paths)["store"]
+    found = {name: name.replace("_", ".", 1) for name in TABLES}
+    present = {name: table for name, table in found.items() if store.exists(table)}
     if args.tables:
         for name in TABLES:
-            if name in tables:
-                columns = ", ".join(tables[name].collect_schema().names())
-                print(f"{name}: {columns}")
+            if name in present:
+                frame = nw.from_native(store.read(present[name]))
+                print(f"{name}: {', '.join(frame.columns)}")
             else:
-                print(f"{name}: (not materialized yet: {found[name]})")
+                print(f"{name}: (not materialized yet: {store.location(found[name])})")
         return 0
     if args.questions:
         for name, query in QUESTIONS.items():
@@ -323,6 +331,9 @@ def _sql(args: argparse.Namespace) -> int:
         return 0
     if not args.query:
         raise ValueError("give a SELECT statement or a question name (see --questions)")
+    tables = {name: store.read(table) for name, table in present.items()}
+    tables = {name: frame if isinstance(frame, pl.LazyFrame) else to_polars(frame)
+              for name, frame in tables.items()}
     result = ask(register_tables(pl.SQLContext(), tables), args.query)
     with pl.Config(tbl_rows=args.limit, tbl_cols=-1, fmt_str_lengths=40, tbl_width_chars=250):
         print(result.head(args.limit))

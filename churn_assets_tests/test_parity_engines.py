@@ -24,6 +24,7 @@ from churn_assets.automation import (
     SCORING_JOB,
     TRAINING_JOB,
 )
+from churn_assets.decisions.sql import QUESTIONS
 from churn_assets.definitions import build_definitions
 from churn_assets.ml.registry import MlflowLocation
 from churn_assets.runner import RANGE_END_TAG, RANGE_START_TAG
@@ -146,3 +147,18 @@ def test_both_engines_trained_and_promoted_the_same_model(worlds):
     assert ours.params == theirs.params
     for name in ("val_roc_auc", "val_pr_auc", "val_brier", "baseline_val_roc_auc"):
         assert theirs.metrics[name] == pytest.approx(ours.metrics[name], rel=1e-9), name
+
+
+@pytest.mark.parametrize("question", sorted(QUESTIONS))
+def test_sql_answers_the_same_from_either_engines_tables(worlds, question, monkeypatch, capsys):
+    from churn_assets.cli import main
+
+    answers = []
+    for paths, env in zip(worlds, ("local", "spark"), strict=True):
+        monkeypatch.setenv("CHURN_HOME", str(paths.home))
+        monkeypatch.setenv("CHURN_ENV", env)
+        assert main(["sql", question]) == 0
+        answers.append(capsys.readouterr().out)
+    local, spark = answers
+    assert "shape: (0" not in local
+    assert spark == local
