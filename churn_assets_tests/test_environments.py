@@ -18,6 +18,7 @@ import churn_assets
 from churn_assets.resources import ENVIRONMENTS, build_resources
 from churn_assets.resources.databricks import DatabricksConnect, DatabricksTarget
 from churn_assets.resources.delta import DeltaTableStore
+from churn_assets.resources.landing import SparkLandingZone
 from churn_assets.resources.spark import LOCAL_SPARK_CONFIG, SparkTableStore
 from churn_assets.settings import DOMAINS, Paths, Settings
 
@@ -85,6 +86,8 @@ def test_spark_environment_builds_without_starting_spark(paths, no_sessions):
     assert spark.spark_session is None  # PySparkResource starts in setup_for_execution only
     assert set(resources) == {"spark", "store", "landing", "pii", "mlflow"}
     assert resources["landing"].root == str(paths.landing)
+    # Spark reads the landing files, through the same session.
+    assert isinstance(resources["landing"], SparkLandingZone) and resources["landing"].spark is spark
     assert resources["mlflow"].tracking_uri is None  # local SQLite, as in `local`
 
 
@@ -115,6 +118,7 @@ def test_databricks_environment_builds_without_connecting(paths, workspace, no_s
     assert isinstance(spark.host, dg.EnvVar) and isinstance(spark.token, dg.EnvVar)
     assert isinstance(resources["pii"].key, dg.EnvVar)
     assert resources["landing"].root == "/Volumes/analytics/churn_bronze/landing"
+    assert isinstance(resources["landing"], SparkLandingZone) and resources["landing"].spark is spark
     mlflow = resources["mlflow"]
     assert (mlflow.tracking_uri, mlflow.registry_uri) == ("databricks", "databricks-uc")
     assert mlflow.model_name == "analytics.churn_ml.churn_model"
