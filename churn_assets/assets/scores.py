@@ -15,7 +15,7 @@ import dagster as dg
 import narwhals as nw
 import polars as pl
 
-from churn_assets.assets.common import markdown_preview, to_polars
+from churn_assets.assets.common import CHUNK_DAYS, chunks, markdown_preview, to_polars
 from churn_assets.assets.gold import FEATURES, SNAPSHOT, key
 from churn_assets.assets.model import CHURN_MODEL_KEY, CLTV_MODEL_KEY, CLTV_TABLE, REFERENCE
 from churn_assets.decisions.drift import population_stability
@@ -119,9 +119,11 @@ def build_scores_asset(partitions_def, settings: Settings) -> dg.AssetsDefinitio
         except NoChampionError as exc:
             raise dg.Failure(description=f"cannot score: {exc}") from exc
         scorer = DailyScorer(model, version, load_cltv(store), settings)
-        # Scored where the rows are (Spark executors, or Polars in process), written in one commit.
-        scored = map_frames(store.read(FEATURES, window, SNAPSHOT), scorer, SCORE_COLUMNS)
-        store.replace_window(SCORES, scored, window, SNAPSHOT)
+        # Scored where the rows are (Spark executors, or Polars in process); a backfill commits
+        # a chunk of days at a time, which bounds the Polars path's memory.
+        for chunk in chunks(window, CHUNK_DAYS):
+            scored = map_frames(store.read(FEATURES, chunk, SNAPSHOT), scorer, SCORE_COLUMNS)
+            store.replace_window(SCORES, scored, chunk, SNAPSHOT)
 
         # Summaries of what the table now holds, aggregated by the engine.
         scores = nw.from_native(store.read(SCORES, window, SNAPSHOT))
