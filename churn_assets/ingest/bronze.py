@@ -63,7 +63,7 @@ def ingest_drops(domain: str, drops: list[Drop], ingested_at: datetime, landing_
         if drop.domain != domain:
             raise ValueError(f"drop {drop.path} belongs to {drop.domain!r}, not {domain!r}")
         for path in drop.file_paths():
-            source = _display_path(path, landing_root)
+            source = display_path(path, landing_root)
             parsed = read_landing_file(path)
             stamp = {
                 "_source_file": pl.lit(source, pl.String()),
@@ -113,7 +113,8 @@ def drop_bytes(drop: Drop) -> int:
     return sum(path.stat().st_size for path in drop.file_paths())
 
 
-def _display_path(path, landing_root) -> str:
+def display_path(path, landing_root) -> str:
+    """A landing file as bronze names it: relative to the landing root (both engines)."""
     if landing_root is None:
         return str(path)
     try:

@@ -41,7 +41,7 @@ from churn_assets.ingest.bronze import (
     METADATA_SCHEMA,
     PARTITION_COLUMN,
     QUARANTINE_SCHEMA,
-    _display_path,
+    display_path,
     empty_bronze,
     empty_quarantine,
 )
@@ -103,7 +103,7 @@ def ingest_drops_spark(
             raise ValueError(f"drop {drop.path} belongs to {drop.domain!r}, not {domain!r}")
         for path in drop.file_paths():
             stamp_of[os.path.abspath(path)] = (
-                _display_path(path, landing_root),
+                display_path(path, landing_root),
                 drop.batch_id,
                 drop.day,
             )
