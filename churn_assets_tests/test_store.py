@@ -11,11 +11,13 @@ import threading
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
+import narwhals as nw
 import polars as pl
 import pytest
 from deltalake.exceptions import CommitFailedError
 from polars.testing import assert_frame_equal
 
+from churn_assets.assets.common import to_polars
 from churn_assets.resources import delta as delta_module
 from churn_assets.resources.delta import DeltaTableStore
 from churn_assets.resources.store import DateWindow, SchemaMismatch, TableNotFound, TableStore
@@ -53,9 +55,10 @@ def payment_rows(window: DateWindow, per_day: int = 2, amount: float = 10.0) -> 
     )
 
 
-def rows_per_day(store: DeltaTableStore, table: str = TABLE) -> dict[date, int]:
-    counts = store.read(table).group_by(DAY).len().collect()
-    return dict(counts.iter_rows())
+def rows_per_day(store: TableStore, table: str = TABLE) -> dict[date, int]:
+    """Rows per partition day, counted by the store's own engine (the Spark tests share it)."""
+    counts = nw.from_native(store.read(table)).group_by(DAY).agg(nw.len())
+    return dict(to_polars(counts.to_native()).iter_rows())
 
 
 def sorted_rows(frame: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
