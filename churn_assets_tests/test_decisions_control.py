@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 from datetime import date
 
-import numpy as np
 import polars as pl
 import pytest
 
@@ -19,6 +18,7 @@ from churn_assets.decisions import (
     decide,
 )
 from churn_assets.decisions.feed import DECIDED_DAY_SCHEMA, FEED_SCHEMA
+from churn_assets_tests.test_decisions_policy import random_scores
 
 DAY = date(2026, 3, 2)
 CAMPAIGN = "RET-discount_voucher-2026-03-02"
@@ -62,16 +62,6 @@ def test_each_campaign_draws_afresh():
     second = assign_control(many(50_000, "RET-discount_voucher-2026-03-03"), 0.1)
     both = (first & second["control"].to_numpy()).mean()
     assert both == pytest.approx(0.01, abs=0.003)  # independent: 0.1 x 0.1
-
-
-def random_scores(n: int, seed: int) -> pl.DataFrame:
-    rng = np.random.default_rng(seed)
-    p = rng.beta(2, 4, n)
-    cltv = rng.gamma(1.3, 250, n)
-    return pl.DataFrame({
-        "snapshot_date": [DAY] * n, "customer_id": [f"C{i:05d}" for i in range(n)],
-        "churn_probability": p, "cltv": cltv, "revenue_at_risk": p * cltv,
-    })
 
 
 def test_decide_selects_under_budget_then_holds_out_a_control_group():
