@@ -252,14 +252,11 @@ def _arrived(frame, day: date, days_before: int):
 
 
 def _stored_state(store: TableStore, day: date) -> gold.CustomerState | None:
+    """The state stored for ``day``, or ``None`` when there is none to continue from."""
     if not (store.exists(STATE) and store.exists(STATE_CATEGORIES)):
         return None
-    window = DateWindow.day(day)
-    profiles = materialize(nw.from_native(store.read(STATE, window, SNAPSHOT)))
-    if profiles.select(nw.len()).collect().item() == 0:
-        return None
-    categories = materialize(nw.from_native(store.read(STATE_CATEGORIES, window, SNAPSHOT)))
-    return gold.CustomerState(profiles.to_native(), categories.to_native())
+    state = _written_state(store, day)
+    return state if nw.from_native(state.profiles).select(nw.len()).collect().item() else None
 
 
 def _written_state(store: TableStore, day: date) -> gold.CustomerState:
