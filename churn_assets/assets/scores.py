@@ -127,11 +127,11 @@ def build_scores_asset(partitions_def, settings: Settings) -> dg.AssetsDefinitio
 
         # Summaries of what the table now holds, aggregated by the engine.
         scores = nw.from_native(store.read(SCORES, window, SNAPSHOT))
-        totals = _collect(scores.select(
+        totals = to_polars(scores.select(
             rows=nw.len(), revenue_at_risk=nw.col("revenue_at_risk").sum(),
             mean_probability=nw.col("churn_probability").mean(),
             latest=nw.col(SNAPSHOT).max())).row(0, named=True)
-        bands = _collect(scores.group_by("risk_band").agg(nw.len()).sort("risk_band"))
+        bands = to_polars(scores.group_by("risk_band").agg(nw.len()).sort("risk_band"))
         context.log.info(f"scored {totals['rows']} customer-days with churn_model v{version}")
         yield dg.MaterializeResult(metadata={
             "dagster/row_count": totals["rows"],
@@ -188,7 +188,3 @@ def drift_result(store: TableStore, day: date | None, settings: Settings
                     summary["feature"].head(3).to_list())), rows=40)),
         },
     )
-
-
-def _collect(frame: nw.LazyFrame | nw.DataFrame) -> pl.DataFrame:
-    return to_polars(frame.to_native())
