@@ -33,10 +33,10 @@ ui: install
 	$(BIN)/dagster dev
 
 bench: install
-	$(BIN)/python -m churn_assets.bench
+	$(BIN)/python -m churn_assets.lab.bench
 
 loop: install
-	$(BIN)/python -m churn_assets.loop
+	$(BIN)/python -m churn_assets.lab.loop
 
 clean:
 	rm -rf data .dagster .tmp_dagster_home_*

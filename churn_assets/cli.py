@@ -202,7 +202,7 @@ def _import(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from churn_assets.automation import LABELS_JOB
     from churn_assets.definitions import build_definitions, daily_partitions
-    from churn_assets.runner import landing_range, persistent_instance, run_range
+    from churn_assets.lab.runner import landing_range, persistent_instance, run_range
     from churn_assets.settings import Paths, load_settings
 
     paths = Paths.from_env()
@@ -256,7 +256,7 @@ def _run(args: argparse.Namespace) -> int:
 def _score_and_decide(defs, partitions_def, first, last, landed_last, settings, instance,
                       days_per_run: int) -> None:
     from churn_assets.automation import OUTCOMES_JOB, SCORING_JOB
-    from churn_assets.runner import RunError, run_range
+    from churn_assets.lab.runner import RunError, run_range
 
     print(f"scores and decisions for {first} .. {last}", flush=True)
     try:
@@ -276,7 +276,7 @@ def _score_and_decide(defs, partitions_def, first, last, landed_last, settings, 
 def _train(defs, instance) -> bool:
     """Train; True when a champion model exists afterwards (this one or an earlier one)."""
     from churn_assets.automation import TRAINING_JOB
-    from churn_assets.runner import RunError, run_once
+    from churn_assets.lab.runner import RunError, run_once
 
     print("training the churn and CLTV models", flush=True)
     try:
@@ -343,8 +343,8 @@ def _sql(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from churn_assets.lab.evaluate import pipeline_report
     from churn_assets.ml.churn_model import ChurnTrainingConfig
-    from churn_assets.ml.evaluate import pipeline_report
     from churn_assets.settings import Paths, load_settings
 
     paths = Paths.from_env()

@@ -10,7 +10,7 @@ import dagster as dg
 import pytest
 
 from churn_assets.definitions import build_definitions
-from churn_assets.runner import RANGE_END_TAG, RANGE_START_TAG
+from churn_assets.lab.runner import RANGE_END_TAG, RANGE_START_TAG
 from churn_assets.settings import DOMAINS, Paths
 
 WORLD_START = date(2026, 1, 1)

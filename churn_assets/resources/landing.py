@@ -50,7 +50,7 @@ class SparkLandingZone(LandingZone):
         "the process's active or default session.")
 
     def ingest(self, domain: str, drops: list[Drop], ingested_at: datetime):
-        from churn_assets.ingest.spark_bronze import ingest_drops_spark
         from churn_assets.resources.spark import session_for
+        from churn_assets.resources.spark.landing import ingest_drops_spark
 
         return ingest_drops_spark(session_for(self.spark), domain, drops, ingested_at, self.path)

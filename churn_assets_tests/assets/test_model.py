@@ -21,8 +21,8 @@ from churn_assets.automation import (
 )
 from churn_assets.definitions import build_definitions
 from churn_assets.ingest.landing import find_drop, write_drop
+from churn_assets.lab.runner import RANGE_END_TAG, RANGE_START_TAG
 from churn_assets.ml.registry import MlflowLocation
-from churn_assets.runner import RANGE_END_TAG, RANGE_START_TAG
 from churn_assets.settings import Paths
 from churn_assets_tests.conftest import materialize_range
 

@@ -15,9 +15,9 @@ from polars.testing import assert_frame_equal
 from churn_assets.automation import LABELS_JOB
 from churn_assets.definitions import build_definitions
 from churn_assets.ingest.landing import find_drop, write_drop
+from churn_assets.lab.runner import RANGE_END_TAG, RANGE_START_TAG
 from churn_assets.resources.delta import DeltaTableStore
 from churn_assets.resources.store import DateWindow
-from churn_assets.runner import RANGE_END_TAG, RANGE_START_TAG
 from churn_assets.settings import DOMAINS, Paths
 from churn_assets.transforms.gold import features_as_of
 from churn_assets_tests.conftest import WORLD_DAYS, WORLD_START, materialize_range

@@ -9,9 +9,9 @@ import numpy as np
 import polars as pl
 import pytest
 
+from churn_assets.lab.evaluate import SimulatedWorld, cltv_report
 from churn_assets.ml.cltv import CltvModel, customer_history, evaluate_cltv, fit_cltv
-from churn_assets.ml.evaluate import SimulatedWorld, cltv_report
-from churn_assets_tests.test_ml_churn import ml_world, transactions_only
+from churn_assets_tests.ml.test_churn_model import ml_world, transactions_only
 
 SNAPSHOT = date(2026, 6, 1)
 TRUE = {"r": 0.8, "alpha": 20.0, "a": 2.0, "b": 6.0}

@@ -14,7 +14,7 @@ import pytest
 from churn_assets.ingest.bronze import QUARANTINE_SCHEMA, empty_bronze, ingest_drops
 from churn_assets.ingest.landing import list_drops, write_drop
 from churn_assets.ingest.readers import LandingFileError
-from churn_assets.ingest.spark_bronze import ingest_drops_spark
+from churn_assets.resources.spark.landing import ingest_drops_spark
 from churn_assets.settings import DOMAINS, Paths
 from churn_assets_tests.spark import spark_session
 

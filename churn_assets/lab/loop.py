@@ -1,7 +1,7 @@
 """The closed-loop experiment: the budget policy against the rule policy on one simulated world,
 judged by the simulator's truth.
 
-    python -m churn_assets.loop [--customers 3000 --days 240 --seed 42 --warmup-days 150
+    python -m churn_assets.lab.loop [--customers 3000 --days 240 --seed 42 --warmup-days 150
                                  --step-days 7 --budget 500 --horizon-days 60 --steps N
                                  --auc-floor F --out reports/loop_experiment.md --home DIR]
 
@@ -58,7 +58,7 @@ from churn_assets.automation import (
 from churn_assets.decisions.uplift import outcomes_from_activity, uplift
 from churn_assets.definitions import build_definitions, daily_partitions
 from churn_assets.ingest.landing import list_drops
-from churn_assets.runner import RunError, run_once, run_range
+from churn_assets.lab.runner import RunError, run_once, run_range
 from churn_assets.settings import Paths, Settings, load_settings
 from churn_assets.simulator import SimConfig, simulate
 from churn_assets.simulator.loop import (
@@ -853,7 +853,7 @@ def _spend_gap(a: float, b: float) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m churn_assets.loop",
+        prog="python -m churn_assets.lab.loop",
         description="The closed-loop experiment: budget vs rule policy on one simulated world, "
         "judged by the simulator's truth.")
     parser.add_argument("--customers", type=int, default=3000)
@@ -891,11 +891,11 @@ def main(argv: list[str] | None = None) -> int:
                         auc_floor=args.auc_floor)
     out = args.out or paths.reports / "loop_experiment.md"
     home = args.home or paths.home / "loop_experiment"
-    command = shlex.join(["python", "-m", "churn_assets.loop", *argv])
+    command = shlex.join(["python", "-m", "churn_assets.lab.loop", *argv])
     try:
         result = run_loop(config, home, out=out, command=command, force=args.force)
     except (LoopError, RunError, ValueError) as exc:
-        print(f"churn_assets.loop: error: {exc}", file=sys.stderr)
+        print(f"churn_assets.lab.loop: error: {exc}", file=sys.stderr)
         return 2
     print()
     print(result.report)

@@ -12,7 +12,7 @@ from churn_assets.transforms import expectations as ex
 from churn_assets.transforms.contracts import SILVER_SCHEMAS
 from churn_assets.transforms.silver import clean
 from churn_assets_tests.spark import spark_session
-from churn_assets_tests.test_silver_transforms import DAY, bronze, customer, payment
+from churn_assets_tests.transforms.test_silver import DAY, bronze, customer, payment
 
 STAMP = "2026-01-22T10:00:00Z"  # how a customer's updated_at shows in example keys
 

@@ -18,7 +18,7 @@ from churn_assets.decisions import (
     decide,
 )
 from churn_assets.decisions.feed import DECIDED_DAY_SCHEMA, FEED_SCHEMA
-from churn_assets_tests.test_decisions_policy import random_scores
+from churn_assets_tests.decisions.test_policy import random_scores
 
 DAY = date(2026, 3, 2)
 CAMPAIGN = "RET-discount_voucher-2026-03-02"

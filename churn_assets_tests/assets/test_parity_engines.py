@@ -26,8 +26,8 @@ from churn_assets.automation import (
 )
 from churn_assets.decisions.sql import QUESTIONS
 from churn_assets.definitions import build_definitions
+from churn_assets.lab.runner import RANGE_END_TAG, RANGE_START_TAG
 from churn_assets.ml.registry import MlflowLocation
-from churn_assets.runner import RANGE_END_TAG, RANGE_START_TAG
 from churn_assets.settings import DOMAINS, Paths
 
 pytest.importorskip("pyspark")

@@ -25,7 +25,7 @@ from churn_assets.ml.registry import (
     scoring_input,
 )
 from churn_assets.resources.mlflow import MlflowResource
-from churn_assets_tests.test_ml_churn import ml_trained, ml_world, transactions_only
+from churn_assets_tests.ml.test_churn_model import ml_trained, ml_world, transactions_only
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@
 Each phase runs in its own process so that its peak RSS is its own. Results are appended to
 ``BENCHMARKS.md`` (and printed). Not a test: numbers depend on the machine.
 
-    python -m churn_assets.bench [--only transactions|gold|engines|training] [--customers N]
+    python -m churn_assets.lab.bench [--only transactions|gold|engines|training] [--customers N]
                                  [--days N] [--gold-customers N] [--gold-days N]
                                  [--training-rows N,N,...] [--home DIR] [--keep]
 
@@ -87,7 +87,7 @@ def _run_layer(home: Path, layer: str, selection, days_per_run: int) -> dict:
     import dagster as dg
 
     from churn_assets.definitions import build_definitions, daily_partitions
-    from churn_assets.runner import landing_range, run_range
+    from churn_assets.lab.runner import landing_range, run_range
     from churn_assets.settings import Paths, load_settings
 
     paths = Paths(home)
@@ -135,7 +135,7 @@ def _step_seconds(instance, run_id: str) -> float:
 
 def _gold_runner(home: Path):
     from churn_assets.definitions import build_definitions, daily_partitions
-    from churn_assets.runner import landing_range, run_range
+    from churn_assets.lab.runner import landing_range, run_range
     from churn_assets.settings import Paths, load_settings
 
     paths = Paths(home)
@@ -224,7 +224,7 @@ def _phase_engine(home: Path, env: str) -> dict:
         TRAINING_JOB,
     )
     from churn_assets.definitions import build_definitions, daily_partitions
-    from churn_assets.runner import landing_range, run_once, run_range
+    from churn_assets.lab.runner import landing_range, run_once, run_range
     from churn_assets.settings import Paths, load_settings
 
     paths = Paths(home)
@@ -270,8 +270,8 @@ def _phase_training_seed(home: Path) -> dict:
 
     from churn_assets.automation import LABELS_JOB
     from churn_assets.definitions import build_definitions, daily_partitions
+    from churn_assets.lab.runner import landing_range, run_range
     from churn_assets.ml.dataset import only_at_risk
-    from churn_assets.runner import landing_range, run_range
     from churn_assets.settings import Paths, load_settings
 
     paths = Paths(home)
@@ -382,7 +382,7 @@ def _phase_training(home: Path, data: Path) -> dict:
 def _run_phase(args: list[str]) -> dict:
     """Run one phase in a child process, so each phase's peak RSS is its own."""
     out = subprocess.run(
-        [sys.executable, "-m", "churn_assets.bench", "--phase", *args],
+        [sys.executable, "-m", "churn_assets.lab.bench", "--phase", *args],
         check=True, stdout=subprocess.PIPE, text=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -411,7 +411,7 @@ def _dispatch(phase: list[str]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m churn_assets.bench")
+    parser = argparse.ArgumentParser(prog="python -m churn_assets.lab.bench")
     parser.add_argument("--only", choices=("transactions", "gold", "engines", "training"),
                         help="run only the simulator/bronze benchmark, the gold one, the "
                         "local-vs-spark one, or the churn model training one")
@@ -465,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
         f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC — {platform.node()}, "
         f"{platform.processor() or platform.machine()}, python {platform.python_version()}",
         "",
-        f"`{' '.join(['python -m churn_assets.bench', *(sys.argv[1:] if argv is None else argv)])}`",
+        f"`{' '.join(['python -m churn_assets.lab.bench', *(sys.argv[1:] if argv is None else argv)])}`",
         "",
     ]
     for section in sections:

@@ -15,6 +15,12 @@ import numpy as np
 import polars as pl
 import pytest
 
+from churn_assets.lab.evaluate import (
+    SimulatedWorld,
+    features_for_days,
+    labels_for,
+    simulate_world,
+)
 from churn_assets.ml import metrics as m
 from churn_assets.ml.churn_model import (
     ChurnTrainingConfig,
@@ -22,12 +28,6 @@ from churn_assets.ml.churn_model import (
     train_churn_model,
 )
 from churn_assets.ml.dataset import FEATURES, FeatureSpec, time_split, training_frame
-from churn_assets.ml.evaluate import (
-    SimulatedWorld,
-    features_for_days,
-    labels_for,
-    simulate_world,
-)
 from churn_assets.simulator import SimConfig
 
 HORIZON = 30

@@ -24,24 +24,10 @@ Two layouts, chosen by ``format``:
     This path cannot run here (no workspace); the pieces it is built from that need no Delta --
     names, the predicate, the writer options -- are small pure functions with their own tests.
 
-**Where the session comes from.** The store has a ``spark`` field holding the resource that owns
-the session: dagster-pyspark's ``PySparkResource`` locally, ``DatabricksConnect`` (see
-``databricks.py``) on Databricks -- anything with a ``spark_session`` attribute. Declared as a
-resource-typed field, Dagster initializes it before the store in every run, and when the same
-instance is also the top-level ``spark`` resource (as ``build_resources`` does) both share it. Used
-outside a run (tests, a notebook), a ``PySparkResource`` has no session yet, so the store builds
-one from that resource's ``spark_config``; with no ``spark`` at all it takes the process's active
-or default session (``SparkSession.builder.getOrCreate()``). Either way the store makes sure the
-session time zone is UTC: timestamps are instants, and Arrow conversion to and from Polars uses
-the session time zone.
-
 pyspark is imported lazily, so importing this module needs neither pyspark nor Java.
 """
 
 import json
-import os
-import re
-import sys
 import uuid
 from dataclasses import dataclass
 from datetime import date
@@ -53,7 +39,18 @@ import narwhals as nw
 import polars as pl
 from pydantic import Field, PrivateAttr
 
-from churn_assets.resources.delta import _delta_types, _split
+from churn_assets.resources.delta import _delta_types
+from churn_assets.resources.spark.layout import (
+    META_FILE,
+    URI,
+    check_column,
+    delta_write_options,
+    parquet_location,
+    parquet_write_options,
+    partition_directory_name,
+    unity_catalog_name,
+)
+from churn_assets.resources.spark.session import session_for
 from churn_assets.resources.store import (
     DateWindow,
     SchemaMismatch,
@@ -65,98 +62,6 @@ from churn_assets.resources.store import (
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
     from pyspark.sql.types import StructType
-
-# The session settings of the local `spark` environment (build_resources uses them).
-LOCAL_SPARK_CONFIG: dict[str, str] = {
-    "spark.master": "local[2]",
-    "spark.app.name": "churn-assets",
-    # Timestamps are instants; UTC makes Arrow conversion to and from Polars lossless.
-    "spark.sql.session.timeZone": "UTC",
-    "spark.sql.shuffle.partitions": "4",
-    # The 1g default ran out of heap on the gold steps of a small world under load.
-    "spark.driver.memory": "2g",
-    # PySpark 4 records the Python call site of every Column function through several JVM round
-    # trips; transforms build thousands of expressions, so this triples plan-building time.
-    "spark.python.sql.dataFrameDebugging.enabled": "false",
-    # The store also sets this on each window write; the session default keeps ad hoc
-    # partitioned writes from wiping a whole table.
-    "spark.sql.sources.partitionOverwriteMode": "dynamic",
-    "spark.sql.execution.arrow.pyspark.enabled": "true",
-    # INT96 timestamps are deprecated; micros read back the same in Polars, DuckDB and Spark.
-    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
-    "spark.ui.showConsoleProgress": "false",
-}
-
-META_FILE = "_churn_table.json"  # leading underscore: Spark's file index skips it
-# Unity Catalog names are quoted with backticks, so they may hold hyphens but never backticks.
-_UC_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
-_SCHEMA_PREFIX = re.compile(r"[A-Za-z0-9_]*")
-# Partition columns go into a SQL predicate and directory names: plain identifiers only.
-_COLUMN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:/")
-
-
-# ── Pure pieces (no Spark): names, predicates, writer options ───────────────────────────────────
-
-
-def unity_catalog_name(catalog: str, schema_prefix: str, table: str) -> str:
-    """``"bronze.payments"`` → ``<catalog>.<schema_prefix>bronze.payments``, each part in backticks."""
-    layer, name = _split(table)
-    schema = f"{schema_prefix}{layer}"
-    if not _UC_NAME.fullmatch(catalog or ""):
-        raise ValueError(f"catalog {catalog!r} must be letters, digits, '_' or '-'")
-    if not _SCHEMA_PREFIX.fullmatch(schema_prefix):
-        raise ValueError(f"schema prefix {schema_prefix!r} must be letters, digits or '_'")
-    return f"`{catalog}`.`{schema}`.`{name}`"
-
-
-def parquet_location(root: str, table: str) -> str:
-    """``"bronze.payments"`` → ``<root>/bronze/payments`` (a resolved path, or under a URI)."""
-    layer, name = _split(table)
-    if _URI.match(root):
-        return f"{root.rstrip('/')}/{layer}/{name}"
-    return str(Path(root).expanduser().resolve() / layer / name)
-
-
-def window_predicate(partition_column: str, window: DateWindow) -> str:
-    """The SQL predicate selecting ``window``: the whole window, both ends, as date literals."""
-    _check_column(partition_column)
-    column = f"`{partition_column}`"
-    return (
-        f"{column} >= DATE'{window.start.isoformat()}' "
-        f"AND {column} < DATE'{window.end.isoformat()}'"
-    )
-
-
-def delta_write_options(
-    window: DateWindow | None = None,
-    partition_column: str = "partition_date",
-    allow_new_columns: bool = False,
-    replace_schema: bool = False,
-) -> dict[str, str]:
-    """The Delta writer options of a write: ``replaceWhere`` for a window, and schema options.
-
-    ``mergeSchema`` is the only way Delta lets a write add columns, and it also lets it widen
-    types, so the store passes it only when new columns were allowed *and* checked.
-    """
-    options: dict[str, str] = {}
-    if window is not None:
-        options["replaceWhere"] = window_predicate(partition_column, window)
-    if allow_new_columns:
-        options["mergeSchema"] = "true"
-    if replace_schema:
-        options["overwriteSchema"] = "true"
-    return options
-
-
-def parquet_write_options() -> dict[str, str]:
-    """Overwrite only the partitions present in the frame (per write, whatever the session says)."""
-    return {"partitionOverwriteMode": "dynamic"}
-
-
-def partition_directory_name(partition_column: str, day: date) -> str:
-    """The Hive-style directory Spark writes a day's rows to: ``payment_date=2024-01-01``."""
-    return f"{partition_column}={day.isoformat()}"
 
 
 # ── The store ────────────────────────────────────────────────────────────────────────────────────
@@ -214,7 +119,7 @@ class SparkTableStore(TableStore):
 
     def _uri(self, table: str) -> str:
         location = self.location(table)
-        return location if _URI.match(location) else Path(location).as_uri()
+        return location if URI.match(location) else Path(location).as_uri()
 
     # ── reads ──
 
@@ -268,7 +173,7 @@ class SparkTableStore(TableStore):
     ) -> WriteResult:
         from pyspark.sql.types import DateType
 
-        _check_column(partition_column)
+        check_column(partition_column)
         data = self._to_spark(frame)
         dtype = next((f.dataType for f in data.schema.fields if f.name == partition_column), None)
         if not isinstance(dtype, DateType):
@@ -479,55 +384,6 @@ class SparkTableStore(TableStore):
 
 
 # ── Helpers ──────────────────────────────────────────────────────────────────────────────────────
-
-
-def use_this_python_for_workers() -> None:
-    """Local Spark starts its Python workers (scoring, landing-file parsing) with
-    ``PYSPARK_PYTHON``, by default whatever ``python3`` is first on PATH, which need not have
-    this package or its dependencies. Read once, when the first session starts."""
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-
-
-def session_for(provider: Any) -> "SparkSession":
-    """The session of a resource that owns one (``PySparkResource``, ``DatabricksConnect``), or
-    the process's active or default session for ``None``; always in UTC."""
-    return _ensure_utc(_session_of(provider))
-
-
-def _session_of(provider: Any) -> "SparkSession":
-    if provider is not None:
-        session = getattr(provider, "spark_session", None)
-        if session is not None:
-            return session
-        config = getattr(provider, "spark_config", None)
-        if config is None:
-            raise TypeError(
-                f"the store's spark resource {type(provider).__name__} has no spark_session"
-            )
-        # A PySparkResource outside a Dagster run (setup_for_execution never ran): same config.
-        from pyspark.sql import SparkSession
-
-        builder = SparkSession.builder
-        for key, value in config.items():
-            builder = builder.config(key, value)
-        return builder.getOrCreate()
-    from pyspark.sql import SparkSession
-
-    return SparkSession.getActiveSession() or SparkSession.builder.getOrCreate()
-
-
-def _ensure_utc(session: "SparkSession") -> "SparkSession":
-    # The session time zone decides how Arrow timestamps convert both ways and how naive
-    # (TIMESTAMP_NTZ) values are read as instants. Both environments configure UTC already; this
-    # covers a session the caller made (it is a runtime setting, set on that session only).
-    if session.conf.get("spark.sql.session.timeZone") != "UTC":
-        session.conf.set("spark.sql.session.timeZone", "UTC")
-    return session
-
-
-def _check_column(partition_column: str) -> None:
-    if not _COLUMN_NAME.fullmatch(partition_column):
-        raise ValueError(f"partition column {partition_column!r} must be a plain identifier")
 
 
 def _col(name: str) -> "Column":

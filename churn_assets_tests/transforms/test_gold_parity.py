@@ -22,7 +22,7 @@ from polars.testing import assert_frame_equal
 from churn_assets.transforms.dates import days_since, epoch_day, in_window
 from churn_assets.transforms.gold import FEATURE_SCHEMA, CustomerState
 from churn_assets.transforms.labels import churn_labels
-from churn_assets_tests.test_gold_transforms import (
+from churn_assets_tests.transforms.test_gold import (
     Resume,
     S,
     collect,

@@ -1,6 +1,6 @@
 """The table-store contract on ``SparkTableStore(format="parquet")`` and a local Spark session.
 
-The same cases as ``test_store.py`` (the Delta store), so both engines keep one contract. The
+The same cases as ``resources/test_delta.py`` (the Delta store), so both engines keep one contract. The
 Databricks layout (``format="delta"``) cannot run here; its Spark-free pieces (names, the
 ``replaceWhere`` predicate, writer options) are tested at the bottom.
 
@@ -29,7 +29,7 @@ from churn_assets.resources.store import DateWindow, SchemaMismatch, TableStore
 
 # The same table, rows and windows as the Delta store's contract tests, and the contract tests
 # whose every step is engine-agnostic, collected here against the Spark store.
-from churn_assets_tests.test_store import (  # noqa: F401 - imported tests are collected here
+from churn_assets_tests.resources.test_delta import (  # noqa: F401 - imported tests are collected here
     DAY,
     SCHEMA,
     TABLE,

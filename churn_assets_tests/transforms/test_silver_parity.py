@@ -19,7 +19,7 @@ from churn_assets.transforms import engine
 from churn_assets.transforms.contracts import NATURAL_KEYS
 from churn_assets.transforms.silver import clean
 from churn_assets_tests.spark import spark_session
-from churn_assets_tests.test_silver_transforms import KEY, bronze, customer, tiny_world_bronze
+from churn_assets_tests.transforms.test_silver import KEY, bronze, customer, tiny_world_bronze
 
 pytest.importorskip("pyspark")
 

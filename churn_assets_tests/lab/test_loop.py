@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from churn_assets.decisions.config import Actions
-from churn_assets.loop import LoopConfig, run_loop
+from churn_assets.lab.loop import LoopConfig, run_loop
 from churn_assets.settings import Paths
 
 BUDGET = 25.0
