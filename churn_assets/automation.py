@@ -10,11 +10,7 @@ from datetime import date, timedelta
 import dagster as dg
 import narwhals as nw
 
-from churn_assets.assets.bronze import bronze_key, quarantine_key
-from churn_assets.assets.decisions import ACTIONS_KEY, OUTCOMES_KEY, WHALES_KEY
-from churn_assets.assets.gold import FEATURES, LABELS, key
-from churn_assets.assets.model import CHURN_MODEL_KEY, CLTV_MODEL_KEY
-from churn_assets.assets.scores import SCORES_KEY
+from churn_assets import catalog
 from churn_assets.ingest.bronze import PARTITION_COLUMN
 from churn_assets.ingest.landing import Drop
 from churn_assets.resources.landing import LandingZone
@@ -27,7 +23,8 @@ MAX_RUNS_PER_TICK = 25
 
 
 LABELS_JOB = "churn_labels"
-LABELS_KEY, FEATURES_KEY = key(LABELS), key(FEATURES)
+LABELS_KEY, FEATURES_KEY = catalog.CHURN_LABELS.key, catalog.CUSTOMER_FEATURES.key
+SCORES_KEY, OUTCOMES_KEY = catalog.SCORES.key, catalog.OUTCOMES.key
 
 
 def build_daily_job(deadline_checks=()):
@@ -53,7 +50,7 @@ def build_labels_job():
 
 
 SCORING_JOB, OUTCOMES_JOB = "churn_scoring", "churn_outcomes"
-DECISION_KEYS = [ACTIONS_KEY, WHALES_KEY]
+DECISION_KEYS = [t.key for t in catalog.DECISION_TABLES]
 
 
 def build_scoring_job():
@@ -89,7 +86,7 @@ def build_scoring_schedule(settings: Settings, job) -> dg.ScheduleDefinition:
 
 
 TRAINING_JOB = "churn_training"
-MODEL_KEYS = [CHURN_MODEL_KEY, CLTV_MODEL_KEY]
+MODEL_KEYS = [t.key for t in catalog.MODEL_TABLES]
 
 
 def build_training_job():
@@ -173,7 +170,8 @@ def plan_landing_runs(
                 run_key=f"{day}:" + ",".join(f"{d.domain}={d.fingerprint}" for d in day_drops),
                 partition_key=day.isoformat(),
                 asset_selection=[
-                    key for d in day_drops for key in (bronze_key(d.domain), quarantine_key(d.domain))
+                    table.key for d in day_drops
+                    for table in (catalog.bronze(d.domain), catalog.bronze_quarantine(d.domain))
                 ],
                 tags={"churn/batches": ",".join(d.batch_id for d in day_drops)[:200]},
             )
@@ -217,7 +215,7 @@ def ingested_batches(store: TableStore, drops: list[Drop]) -> set[str]:
     """Batch ids of ``drops`` that their bronze tables already hold."""
     found: set[str] = set()
     for domain in {d.domain for d in drops}:
-        table = f"bronze.{domain}"
+        table = catalog.bronze(domain).full_name
         if not store.exists(table):
             continue
         days = [d.day for d in drops if d.domain == domain]

@@ -200,6 +200,7 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from churn_assets import catalog
     from churn_assets.automation import LABELS_JOB
     from churn_assets.definitions import build_definitions, daily_partitions
     from churn_assets.lab.runner import landing_range, persistent_instance, run_range
@@ -247,7 +248,7 @@ def _run(args: argparse.Namespace) -> int:
             _score_and_decide(defs, daily_partitions(settings), first, last, landed_last,
                               settings, instance, args.days_per_run)
     store = defs.resources["store"]
-    print(f"\ntables: {store.location('scores.daily')} and its siblings (churn-assets sql "
+    print(f"\ntables: {store.location(catalog.SCORES.full_name)} and its siblings (churn-assets sql "
           "--tables lists them)")
     print("see the runs, assets and checks in the UI: make ui  (http://127.0.0.1:3000)")
     return 0
@@ -306,6 +307,7 @@ def _sql(args: argparse.Namespace) -> int:
     import narwhals as nw
     import polars as pl
 
+    from churn_assets import catalog
     from churn_assets.assets.common import to_polars
     from churn_assets.decisions.sql import QUESTIONS, TABLES, ask, register_tables
     from churn_assets.resources import build_resources
@@ -315,7 +317,8 @@ def _sql(args: argparse.Namespace) -> int:
     # The environment's own store (CHURN_ENV), so the answers come from the tables the graph
     # wrote. Polars runs the SQL; Spark tables are collected to this process to do so.
     store = build_resources(os.environ.get("CHURN_ENV") or "local", paths)["store"]
-    found = {name: name.replace("_", ".", 1) for name in TABLES}
+    by_sql_name = {table.sql_name: table.full_name for table in catalog.TABLES}
+    found = {name: by_sql_name[name] for name in TABLES}
     present = {name: table for name, table in found.items() if store.exists(table)}
     if args.tables:
         for name in TABLES:

@@ -6,6 +6,7 @@ import os
 
 import dagster as dg
 
+from churn_assets import catalog
 from churn_assets.assets.bronze import build_bronze_assets
 from churn_assets.assets.decisions import build_decision_assets
 from churn_assets.assets.gold import build_gold_assets
@@ -42,12 +43,14 @@ def build_definitions(
     settings = settings or load_settings(paths)
     env = env or os.environ.get("CHURN_ENV") or "local"
     partitions_def = daily_partitions(settings)
-    bronze = build_bronze_assets(partitions_def)
-    silver = build_silver_assets(partitions_def, settings)
-    gold = build_gold_assets(partitions_def, settings)
-    models = build_model_assets(settings)
-    scoring = [build_scores_asset(partitions_def, settings),
-               *build_decision_assets(partitions_def, settings)]
+    # Each asset says how its table is computed; the catalogue adds what the table is (group,
+    # description, owners, tags, and the kinds of this environment).
+    bronze = catalog.label(build_bronze_assets(partitions_def), env)
+    silver = catalog.label(build_silver_assets(partitions_def, settings), env)
+    gold = catalog.label(build_gold_assets(partitions_def, settings), env)
+    models = catalog.label(build_model_assets(settings), env)
+    scoring = catalog.label([build_scores_asset(partitions_def, settings),
+                             *build_decision_assets(partitions_def, settings)], env)
     scoring_job = build_scoring_job()
     deadline_checks = build_deadline_checks(settings)
     training = build_training_job()

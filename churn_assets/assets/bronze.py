@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from churn_assets import catalog
 from churn_assets.assets.common import markdown_preview
 from churn_assets.ingest.bronze import (
     PARTITION_COLUMN,
@@ -19,7 +20,6 @@ from churn_assets.ingest.bronze import (
     empty_quarantine,
 )
 from churn_assets.ingest.columns import COLUMNS
-from churn_assets.ingest.landing import DOMAIN_FORMATS
 from churn_assets.resources.landing import LandingZone
 from churn_assets.resources.store import DateWindow, TableStore
 from churn_assets.settings import DOMAINS
@@ -30,42 +30,22 @@ MAX_DAYS_PER_COMMIT = 31
 MAX_BYTES_PER_COMMIT = 512 * 1024**2
 
 
-def bronze_key(domain: str) -> dg.AssetKey:
-    return dg.AssetKey(["bronze", domain])
-
-
-def quarantine_key(domain: str) -> dg.AssetKey:
-    return dg.AssetKey(["bronze", f"{domain}_quarantine"])
-
-
 def build_bronze_asset(domain: str, partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
-    fmt = DOMAIN_FORMATS[domain]
+    rows_table, quarantine = catalog.bronze(domain), catalog.bronze_quarantine(domain)
 
     @dg.multi_asset(
         name=f"bronze_{domain}",
         specs=[
             dg.AssetSpec(
-                bronze_key(domain),
-                group_name="bronze",
-                kinds={"polars", "delta", fmt},
-                description=(
-                    f"Raw {domain} records exactly as delivered ({fmt} drops), every column as text, "
-                    "plus _source_file, _row_number, _batch_id, _ingested_at. Partitioned by the "
-                    "day the drop arrived (_drop_date)."
-                ),
+                rows_table.key,
                 metadata={"columns": list(COLUMNS[domain]), "partition_column": PARTITION_COLUMN},
             ),
-            dg.AssetSpec(
-                quarantine_key(domain),
-                group_name="bronze",
-                kinds={"polars", "delta"},
-                description=f"{domain} records that could not be parsed: file, line, reason, raw text.",
-            ),
+            dg.AssetSpec(quarantine.key),
         ],
         check_specs=[
             dg.AssetCheckSpec(
-                "reconciled_with_landing",
-                asset=bronze_key(domain),
+                catalog.RECONCILED_WITH_LANDING,
+                asset=rows_table.key,
                 blocking=True,
                 description="Records in the landing files == bronze rows + quarantined rows.",
             )
@@ -86,7 +66,7 @@ def build_bronze_asset(domain: str, partitions_def: dg.PartitionsDefinition) -> 
             context.log.warning(f"{domain}: drops without a completion marker skipped: {partial}")
 
         ingested_at = datetime.now(UTC)
-        table, quarantine_table = f"bronze.{domain}", f"bronze.{domain}_quarantine"
+        table, quarantine_table = rows_table.full_name, quarantine.full_name
         totals = {"records": 0, "rows": 0, "quarantined": 0}
         reasons: Counter[str] = Counter()
         new_columns: set[str] = set()
@@ -125,7 +105,7 @@ def build_bronze_asset(domain: str, partitions_def: dg.PartitionsDefinition) -> 
         preview = store.read(table, window, PARTITION_COLUMN)
 
         yield dg.MaterializeResult(
-            asset_key=bronze_key(domain),
+            asset_key=rows_table.key,
             metadata={
                 "dagster/row_count": totals["rows"],
                 "records_in_files": totals["records"],
@@ -140,7 +120,7 @@ def build_bronze_asset(domain: str, partitions_def: dg.PartitionsDefinition) -> 
             },
         )
         yield dg.MaterializeResult(
-            asset_key=quarantine_key(domain),
+            asset_key=quarantine.key,
             metadata={
                 "dagster/row_count": totals["quarantined"],
                 "reasons": dg.MetadataValue.json(dict(reasons.most_common(20))),
@@ -148,8 +128,8 @@ def build_bronze_asset(domain: str, partitions_def: dg.PartitionsDefinition) -> 
             },
         )
         yield dg.AssetCheckResult(
-            asset_key=bronze_key(domain),
-            check_name="reconciled_with_landing",
+            asset_key=rows_table.key,
+            check_name=catalog.RECONCILED_WITH_LANDING,
             passed=reconciled,
             severity=dg.AssetCheckSeverity.ERROR,
             metadata={

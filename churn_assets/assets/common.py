@@ -2,14 +2,16 @@
 
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import date, timedelta
 
 import dagster as dg
 import narwhals as nw
 import polars as pl
 
 from churn_assets.ingest.columns import PII_COLUMNS
-from churn_assets.resources.store import DateWindow
+from churn_assets.resources.store import DateWindow, TableStore
+from churn_assets.settings import Settings
+from churn_assets.transforms.contracts import PARTITION_COLUMN as ARRIVAL
 
 # A backfill run commits at most this many days at once, which bounds its memory.
 CHUNK_DAYS = 31
@@ -68,3 +70,25 @@ def _metadata_value(value):
 def to_polars(frame) -> pl.DataFrame:
     """A native frame of any engine collected as one Polars frame (models train on one node)."""
     return nw.from_native(frame).lazy().collect(backend="polars").to_native()
+
+
+def freshness_policy(settings: Settings) -> dg.FreshnessPolicy:
+    # A day's partition can only exist after the day ends; it is late `due_hours` after that.
+    due = timedelta(hours=24 + settings.freshness.due_hours)
+    return dg.FreshnessPolicy.time_window(fail_window=due, warn_window=timedelta(hours=24))
+
+
+def first_arrival(store: TableStore, table: str) -> date | None:
+    return column_bound(store, table, ARRIVAL, "min")
+
+
+def last_arrival(store: TableStore, table: str) -> date | None:
+    return column_bound(store, table, ARRIVAL, "max")
+
+
+def column_bound(store: TableStore, table: str, column: str, how: str) -> date | None:
+    """The min or max of a (date) column over the whole table; None when it has no rows."""
+    if not store.exists(table):
+        return None
+    frame = nw.from_native(store.read(table, columns=[column]))
+    return frame.select(getattr(nw.col(column), how)()).lazy().collect().item()

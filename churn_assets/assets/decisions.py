@@ -12,18 +12,19 @@ from datetime import date, timedelta
 import dagster as dg
 import polars as pl
 
-from churn_assets.assets.common import markdown_preview, on_upstream_change, to_polars
-from churn_assets.assets.gold import ACTIVITY, SNAPSHOT, key, last_arrival
-from churn_assets.assets.scores import SCORES, SCORES_KEY
-from churn_assets.assets.silver import table as silver_table
+from churn_assets import catalog
+from churn_assets.assets.common import last_arrival, markdown_preview, on_upstream_change, to_polars
 from churn_assets.decisions import crm_feed, decide, measure, outcomes_from_activity, whale_list
 from churn_assets.decisions.uplift import save_rate_updates, uplift
 from churn_assets.resources.store import DateWindow, TableStore
 from churn_assets.settings import Settings
 from churn_assets.transforms.contracts import PARTITION_COLUMN as ARRIVAL
 
-ACTIONS, WHALES, OUTCOMES = "decisions.actions", "decisions.whales", "decisions.outcomes"
-ACTIONS_KEY, WHALES_KEY, OUTCOMES_KEY = (key(t) for t in (ACTIONS, WHALES, OUTCOMES))
+ACTIONS, WHALES, OUTCOMES = (t.full_name for t in (catalog.ACTIONS, catalog.WHALES, catalog.OUTCOMES))
+ACTIONS_KEY, WHALES_KEY, OUTCOMES_KEY = (t.key for t in (catalog.ACTIONS, catalog.WHALES, catalog.OUTCOMES))
+SCORES, SCORES_KEY = catalog.SCORES.full_name, catalog.SCORES.key
+ACTIVITY, SNAPSHOT = catalog.DAILY_ACTIVITY.full_name, catalog.SNAPSHOT_DATE
+PAYMENTS = catalog.silver("payments").full_name
 DECIDED_EXTRA = ("policy", "treated", "risk_band", "churn_probability", "cltv",
                  "revenue_at_risk", "net_value", "model_version")
 
@@ -59,16 +60,13 @@ def build_decision_assets(partitions_def, settings: Settings) -> list[dg.AssetsD
         name="decisions_daily",
         specs=[
             dg.AssetSpec(
-                ACTIONS_KEY, group_name="decisions", kinds={"polars", "delta"},
+                ACTIONS_KEY,
                 deps=[dg.AssetDep(SCORES_KEY, partition_mapping=lookback)],
-                description=f"The CRM feed: one row per selected customer (policy "
-                f"'{policy.kind}', daily budget {policy.daily_budget:g}) with campaign, action, "
-                "cost, expected value, control flag (selected but never treated) and reason.",
+                metadata={"policy": policy.kind, "daily_budget": policy.daily_budget},
             ),
             dg.AssetSpec(
-                WHALES_KEY, group_name="decisions", kinds={"polars", "delta"},
+                WHALES_KEY,
                 deps=[dg.AssetDep(SCORES_KEY, partition_mapping=lookback)],
-                description="VIP call list: high value and high or rising risk.",
             ),
         ],
         partitions_def=partitions_def,
@@ -124,20 +122,15 @@ def build_outcomes_asset(partitions_def, settings: Settings) -> dg.AssetsDefinit
 
     @dg.asset(
         key=OUTCOMES_KEY,
-        group_name="decisions",
-        kinds={"polars", "delta"},
-        deps=[ACTIONS_KEY, dg.AssetDep(key(ACTIVITY), partition_mapping=outcome_window)],
+        deps=[ACTIONS_KEY, dg.AssetDep(catalog.DAILY_ACTIVITY.key, partition_mapping=outcome_window)],
+        metadata={"outcome_window_days": days},
         partitions_def=partitions_def,
         backfill_policy=dg.BackfillPolicy.single_run(),
         automation_condition=on_upstream_change(),
-        description=f"Per campaign day and fed customer: retained (a paid order) and revenue in "
-        f"the {days} days after the decision, treated and control alike; with the uplift per "
-        "action (and its 95% interval) in the metadata. Materializable once that window has "
-        "arrived.",
     )
     def campaign_outcomes(context: dg.AssetExecutionContext, store: TableStore):
         window = DateWindow.from_time_window(context.partition_time_window)
-        latest = last_arrival(store, silver_table("payments"))
+        latest = last_arrival(store, PAYMENTS)
         ready_through = latest - timedelta(days=days) if latest else None
         if ready_through is None or window.end - timedelta(days=1) > ready_through:
             raise dg.Failure(

@@ -17,24 +17,31 @@ from datetime import date, timedelta
 import dagster as dg
 import narwhals as nw
 
-from churn_assets.assets.common import CHUNK_DAYS, chunks, markdown_preview, on_upstream_change
-from churn_assets.assets.silver import freshness_policy, silver_key
-from churn_assets.assets.silver import table as silver_table
+from churn_assets import catalog
+from churn_assets.assets.common import (
+    CHUNK_DAYS,
+    chunks,
+    first_arrival,
+    freshness_policy,
+    last_arrival,
+    markdown_preview,
+    on_upstream_change,
+)
 from churn_assets.resources.store import DateWindow, TableStore
 from churn_assets.settings import DOMAINS, Settings
 from churn_assets.transforms import gold, labels
 from churn_assets.transforms.contracts import PARTITION_COLUMN as ARRIVAL
 from churn_assets.transforms.engine import materialize
 
-SNAPSHOT = "snapshot_date"
+SNAPSHOT = catalog.SNAPSHOT_DATE
 ACTIVITY_DOMAINS = ("payments", "events", "tickets", "marketing")
-ACTIVITY, CATEGORIES = "gold.daily_activity", "gold.order_categories"
-STATE, STATE_CATEGORIES = "gold.customer_state", "gold.customer_categories"
-FEATURES, LABELS = "gold.customer_features", "gold.churn_labels"
+ACTIVITY, CATEGORIES = catalog.DAILY_ACTIVITY.full_name, catalog.ORDER_CATEGORIES.full_name
+STATE, STATE_CATEGORIES = catalog.CUSTOMER_STATE.full_name, catalog.CUSTOMER_CATEGORIES.full_name
+FEATURES, LABELS = catalog.CUSTOMER_FEATURES.full_name, catalog.CHURN_LABELS.full_name
 
 
-def key(table: str) -> dg.AssetKey:
-    return dg.AssetKey(table.split("."))
+def silver_table(domain: str) -> str:
+    return catalog.silver(domain).full_name
 
 
 def _window_mapping(days_before: int, days_after: int = 0) -> dg.TimeWindowPartitionMapping:
@@ -46,17 +53,11 @@ def build_activity_asset(partitions_def, settings: Settings) -> dg.AssetsDefinit
         name="gold_daily_activity",
         specs=[
             dg.AssetSpec(
-                key(ACTIVITY), deps=[silver_key(d) for d in ACTIVITY_DOMAINS], group_name="gold",
-                kinds={"polars", "delta"},
-                description="Silver rows summed per customer, event day and arrival day "
-                "(orders, revenue, sessions, offers, failed payments, refunds, last ticket): "
-                "the additive building block of every windowed feature. By arrival_date.",
+                catalog.DAILY_ACTIVITY.key, deps=[catalog.silver(d).key for d in ACTIVITY_DOMAINS],
                 automation_condition=on_upstream_change(),
             ),
             dg.AssetSpec(
-                key(CATEGORIES), deps=[silver_key("payments")], group_name="gold",
-                kinds={"polars", "delta"},
-                description="The categories of each customer's paid orders, by arrival_date.",
+                catalog.ORDER_CATEGORIES.key, deps=[catalog.silver("payments").key],
                 automation_condition=on_upstream_change(),
             ),
         ],
@@ -71,9 +72,9 @@ def build_activity_asset(partitions_def, settings: Settings) -> dg.AssetsDefinit
                 ACTIVITY, gold.daily_activity(**silver), chunk, ARRIVAL)
             store.replace_window(
                 CATEGORIES, gold.paid_order_categories(silver["payments"]), chunk, ARRIVAL)
-        yield dg.MaterializeResult(asset_key=key(ACTIVITY), metadata={
+        yield dg.MaterializeResult(asset_key=catalog.DAILY_ACTIVITY.key, metadata={
             "dagster/row_count": store.count_rows(ACTIVITY, window, ARRIVAL)})
-        yield dg.MaterializeResult(asset_key=key(CATEGORIES), metadata={
+        yield dg.MaterializeResult(asset_key=catalog.ORDER_CATEGORIES.key, metadata={
             "dagster/row_count": store.count_rows(CATEGORIES, window, ARRIVAL)})
 
     return _activity
@@ -89,33 +90,27 @@ def build_features_asset(partitions_def, settings: Settings) -> dg.AssetsDefinit
         name="gold_customer_features",
         specs=[
             dg.AssetSpec(
-                key(STATE), group_name="gold", kinds={"polars", "delta"},
+                catalog.CUSTOMER_STATE.key,
                 deps=[
-                    dg.AssetDep(key(STATE), partition_mapping=previous_day),
-                    dg.AssetDep(key(ACTIVITY), partition_mapping=_window_mapping(reach)),
-                    dg.AssetDep(key(CATEGORIES), partition_mapping=_window_mapping(ahead)),
-                    dg.AssetDep(silver_key("customers"), partition_mapping=_window_mapping(ahead)),
+                    dg.AssetDep(catalog.CUSTOMER_STATE.key, partition_mapping=previous_day),
+                    dg.AssetDep(catalog.DAILY_ACTIVITY.key, partition_mapping=_window_mapping(reach)),
+                    dg.AssetDep(catalog.ORDER_CATEGORIES.key, partition_mapping=_window_mapping(ahead)),
+                    dg.AssetDep(catalog.silver("customers").key, partition_mapping=_window_mapping(ahead)),
                 ],
-                description="Each customer's lifetime state as of the snapshot day: yesterday's "
-                "state plus what became visible today.",
                 automation_condition=on_upstream_change(),
             ),
             dg.AssetSpec(
-                key(STATE_CATEGORIES), group_name="gold", kinds={"polars", "delta"},
-                deps=[dg.AssetDep(key(STATE_CATEGORIES), partition_mapping=previous_day)],
-                description="The categories each customer has bought, as of the snapshot day.",
+                catalog.CUSTOMER_CATEGORIES.key,
+                deps=[dg.AssetDep(catalog.CUSTOMER_CATEGORIES.key, partition_mapping=previous_day)],
                 automation_condition=on_upstream_change(),
             ),
             dg.AssetSpec(
-                key(FEATURES), group_name="gold", kinds={"polars", "delta"},
+                catalog.CUSTOMER_FEATURES.key,
                 deps=[
-                    key(STATE),
-                    dg.AssetDep(key(ACTIVITY), partition_mapping=_window_mapping(reach)),
-                    dg.AssetDep(silver_key("tickets"), partition_mapping=_window_mapping(reach)),
+                    catalog.CUSTOMER_STATE.key,
+                    dg.AssetDep(catalog.DAILY_ACTIVITY.key, partition_mapping=_window_mapping(reach)),
+                    dg.AssetDep(catalog.silver("tickets").key, partition_mapping=_window_mapping(reach)),
                 ],
-                description="One point-in-time row per known customer per day: the day's "
-                "partition uses only data that had arrived by the end of that day. Features of a "
-                "domain the business has not delivered yet are null, not zero.",
                 metadata={"columns": list(gold.FEATURE_SCHEMA)},
                 automation_condition=on_upstream_change(),
                 freshness_policy=freshness_policy(settings),
@@ -160,12 +155,12 @@ def build_features_asset(partitions_def, settings: Settings) -> dg.AssetsDefinit
                 state = _written_state(store, day)
             context.log.info(f"gold features {chunk} written")
 
-        yield dg.MaterializeResult(asset_key=key(STATE), metadata={
+        yield dg.MaterializeResult(asset_key=catalog.CUSTOMER_STATE.key, metadata={
             "dagster/row_count": store.count_rows(STATE, window, SNAPSHOT),
             "rebuilt_from_history": rebuilt})
-        yield dg.MaterializeResult(asset_key=key(STATE_CATEGORIES), metadata={
+        yield dg.MaterializeResult(asset_key=catalog.CUSTOMER_CATEGORIES.key, metadata={
             "dagster/row_count": store.count_rows(STATE_CATEGORIES, window, SNAPSHOT)})
-        yield dg.MaterializeResult(asset_key=key(FEATURES), metadata={
+        yield dg.MaterializeResult(asset_key=catalog.CUSTOMER_FEATURES.key, metadata={
             "dagster/row_count": store.count_rows(FEATURES, window, SNAPSHOT),
             "absent_domains_on_last_day": sorted(absent),
             "location": dg.MetadataValue.path(store.location(FEATURES)),
@@ -182,16 +177,12 @@ def build_labels_asset(partitions_def, settings: Settings) -> dg.AssetsDefinitio
     label_window = _window_mapping(0, horizon)
 
     @dg.asset(
-        key=key(LABELS),
-        group_name="gold",
-        kinds={"polars", "delta"},
+        key=catalog.CHURN_LABELS.key,
         deps=[
-            key(FEATURES),
-            dg.AssetDep(silver_key("payments"), partition_mapping=label_window),
-            dg.AssetDep(silver_key("customers"), partition_mapping=label_window),
+            catalog.CUSTOMER_FEATURES.key,
+            dg.AssetDep(catalog.silver("payments").key, partition_mapping=label_window),
+            dg.AssetDep(catalog.silver("customers").key, partition_mapping=label_window),
         ],
-        description=f"For snapshot day D: churned = no paid order in (D, D+{horizon}] or an "
-        "explicit cancellation in it. Materializable once data up to D+horizon has arrived.",
         metadata={"horizon_days": horizon},
         partitions_def=partitions_def,
         backfill_policy=dg.BackfillPolicy.single_run(),
@@ -277,22 +268,6 @@ def _rebuilt_state(store: TableStore, day: date) -> gold.CustomerState:
     return gold.customer_state_as_of(
         store.read(ACTIVITY, everything, ARRIVAL), store.read(CATEGORIES, everything, ARRIVAL),
         store.read(silver_table("customers"), everything, ARRIVAL), day)
-
-
-def first_arrival(store: TableStore, table: str) -> date | None:
-    return column_bound(store, table, ARRIVAL, "min")
-
-
-def last_arrival(store: TableStore, table: str) -> date | None:
-    return column_bound(store, table, ARRIVAL, "max")
-
-
-def column_bound(store: TableStore, table: str, column: str, how: str) -> date | None:
-    """The min or max of a (date) column over the whole table; None when it has no rows."""
-    if not store.exists(table):
-        return None
-    frame = nw.from_native(store.read(table, columns=[column]))
-    return frame.select(getattr(nw.col(column), how)()).lazy().collect().item()
 
 
 def build_gold_assets(partitions_def, settings: Settings) -> list[dg.AssetsDefinition]:

@@ -12,49 +12,32 @@ from datetime import timedelta
 import dagster as dg
 import polars as pl
 
-from churn_assets.assets.bronze import bronze_key
-from churn_assets.assets.common import markdown_preview, to_polars
-from churn_assets.assets.gold import (
-    FEATURES,
-    LABELS,
-    SNAPSHOT,
-    column_bound,
-    first_arrival,
-    key,
-)
-from churn_assets.assets.silver import CHECKS as SILVER_CHECKS
-from churn_assets.assets.silver import ONLY_FOR, silver_key
-from churn_assets.assets.silver import table as silver_table
+from churn_assets import catalog
+from churn_assets.assets.common import column_bound, first_arrival, markdown_preview, to_polars
 from churn_assets.ml.churn_model import ChurnTrainingConfig, train_churn_model
 from churn_assets.ml.cltv import actual_revenue, evaluate_cltv, fit_cltv
 from churn_assets.ml.dataset import only_at_risk
 from churn_assets.resources.mlflow import MlflowResource
 from churn_assets.resources.store import DateWindow, TableStore
-from churn_assets.settings import DOMAINS, Settings
+from churn_assets.settings import Settings
 
-CHURN_MODEL_KEY = dg.AssetKey(["ml", "churn_model"])
-CLTV_MODEL_KEY = dg.AssetKey(["ml", "cltv_model"])
-CLTV_TABLE = "ml.cltv_model"
+FEATURES, LABELS = catalog.CUSTOMER_FEATURES.full_name, catalog.CHURN_LABELS.full_name
+SNAPSHOT = catalog.SNAPSHOT_DATE
+PAYMENTS = catalog.silver("payments").full_name
+CHURN_MODEL_KEY, CLTV_MODEL_KEY = catalog.CHURN_MODEL.key, catalog.CLTV_MODEL.key
+CLTV_TABLE = catalog.CLTV_MODEL.full_name
 # Validation rows with their calibrated score: what drift is measured against.
-REFERENCE = "ml.training_reference"
+REFERENCE = catalog.TRAINING_REFERENCE.full_name
 REFERENCE_ROWS = 50_000
 GATE_CHECK = "promotion_gate"
 SHOWN_METRICS = ("roc_auc", "pr_auc", "brier", "ece", "lift_at_10pct", "precision_at_10pct",
                  "rows", "base_rate")
 
 
-def blocking_check_keys() -> list[dg.AssetCheckKey]:
-    keys = [dg.AssetCheckKey(bronze_key(d), "reconciled_with_landing") for d in DOMAINS]
-    for name, (blocking, _) in SILVER_CHECKS.items():
-        if blocking:
-            keys += [dg.AssetCheckKey(silver_key(d), name) for d in ONLY_FOR.get(name, DOMAINS)]
-    return keys
-
-
 def failed_blocking_checks(instance: dg.DagsterInstance) -> list[str]:
     """Blocking checks whose latest evaluation failed with ERROR, as 'asset:check (why)'."""
     failed = []
-    for check_key in blocking_check_keys():
+    for check_key in catalog.blocking_data_checks():
         record = instance.get_latest_asset_check_evaluation_record(check_key)
         evaluation = record.evaluation if record else None
         if evaluation is not None and not evaluation.passed and (
@@ -91,13 +74,7 @@ def build_churn_model_asset(settings: Settings) -> dg.AssetsDefinition:
 
     @dg.asset(
         key=CHURN_MODEL_KEY,
-        group_name="ml",
-        kinds={"lightgbm", "mlflow"},
-        deps=[key(FEATURES), key(LABELS)],
-        description="LightGBM churn model (native categoricals, early stopping) with a "
-        "logistic baseline on the same time-based split, calibrated probabilities and SHAP "
-        "drivers; logged to MLflow, registered as churn_model@challenger, and promoted to "
-        "@champion only through the gate.",
+        deps=[catalog.CUSTOMER_FEATURES.key, catalog.CHURN_LABELS.key],
         check_specs=[dg.AssetCheckSpec(
             GATE_CHECK, asset=CHURN_MODEL_KEY,
             description=f"The challenger's validation ROC-AUC is >= {model.auc_floor} and at "
@@ -163,12 +140,8 @@ def build_cltv_model_asset(settings: Settings) -> dg.AssetsDefinition:
 
     @dg.asset(
         key=CLTV_MODEL_KEY,
-        group_name="ml",
-        kinds={"scipy", "mlflow"},
-        deps=[key(FEATURES), key(LABELS), silver_key("payments")],
-        description="Expected revenue per customer (MBG/NBD orders x Gamma-Gamma order value), "
-        "fitted on the latest gold features; evaluated by refitting at the start of the latest "
-        "fully arrived label window and comparing with the revenue that followed.",
+        deps=[catalog.CUSTOMER_FEATURES.key, catalog.CHURN_LABELS.key,
+              catalog.silver("payments").key],
     )
     def cltv_model(context: dg.AssetExecutionContext, store: TableStore, mlflow: MlflowResource):
         refuse_on_failed_checks(context)
@@ -176,7 +149,7 @@ def build_cltv_model_asset(settings: Settings) -> dg.AssetsDefinition:
         if last is None:
             raise dg.Failure("gold/customer_features is empty: materialize it first")
         # Orders before the first delivered day were never seen: customers start there.
-        history_start = first_arrival(store, silver_table("payments"))
+        history_start = first_arrival(store, PAYMENTS)
         fitted = fit_cltv(to_polars(store.read(FEATURES, DateWindow.day(last), SNAPSHOT)),
                           history_start)
         report: dict[str, float] = {}
@@ -186,7 +159,7 @@ def build_cltv_model_asset(settings: Settings) -> dg.AssetsDefinition:
             then = fit_cltv(at_cutoff, history_start)
             end = cutoff + timedelta(days=horizon)
             payments = to_polars(store.read(
-                silver_table("payments"), columns=[
+                PAYMENTS, columns=[
                     "customer_id", "transaction_type", "status", "amount", "event_date"]))
             evaluation = evaluate_cltv(then.predict(at_cutoff, horizon),
                                        actual_revenue(payments, cutoff, end))

@@ -15,9 +15,8 @@ import dagster as dg
 import narwhals as nw
 import polars as pl
 
+from churn_assets import catalog
 from churn_assets.assets.common import CHUNK_DAYS, chunks, markdown_preview, to_polars
-from churn_assets.assets.gold import FEATURES, SNAPSHOT, key
-from churn_assets.assets.model import CHURN_MODEL_KEY, CLTV_MODEL_KEY, CLTV_TABLE, REFERENCE
 from churn_assets.decisions.drift import population_stability
 from churn_assets.ml.cltv import CltvModel
 from churn_assets.ml.dataset import only_at_risk
@@ -28,8 +27,9 @@ from churn_assets.resources.store import DateWindow, TableStore
 from churn_assets.settings import Settings
 from churn_assets.transforms.engine import map_frames
 
-SCORES = "scores.daily"
-SCORES_KEY = dg.AssetKey(["scores", "daily"])
+SCORES, SCORES_KEY = catalog.SCORES.full_name, catalog.SCORES.key
+FEATURES, SNAPSHOT = catalog.CUSTOMER_FEATURES.full_name, catalog.SNAPSHOT_DATE
+CLTV_TABLE, REFERENCE = catalog.CLTV_MODEL.full_name, catalog.TRAINING_REFERENCE.full_name
 DRIFT_CHECK = "feature_drift"
 SCORE_COLUMNS = {
     "snapshot_date": pl.Date, "customer_id": pl.String, "segment": pl.String,
@@ -95,14 +95,9 @@ def build_scores_asset(partitions_def, settings: Settings) -> dg.AssetsDefinitio
 
     @dg.asset(
         key=SCORES_KEY,
-        group_name="scores",
-        kinds={"mlflow", "polars", "delta"},
-        deps=[key(FEATURES), CHURN_MODEL_KEY, CLTV_MODEL_KEY],
+        deps=[catalog.CUSTOMER_FEATURES.key, catalog.CHURN_MODEL.key, catalog.CLTV_MODEL.key],
         partitions_def=partitions_def,
         backfill_policy=dg.BackfillPolicy.single_run(),
-        description="Per at-risk customer and day: calibrated churn probability (champion "
-        "model), risk band, CLTV, revenue at risk (probability x CLTV), the top three drivers "
-        "and the model version that scored.",
         check_specs=[dg.AssetCheckSpec(
             DRIFT_CHECK, asset=SCORES_KEY,
             description=f"Population stability of every model feature and of the score against "

@@ -14,10 +14,11 @@ from datetime import timedelta
 import dagster as dg
 import narwhals as nw
 
-from churn_assets.assets.bronze import bronze_key
+from churn_assets import catalog
 from churn_assets.assets.common import (
     CHUNK_DAYS,
     chunks,
+    freshness_policy,
     markdown_preview,
     on_upstream_change,
     outcome_result,
@@ -30,44 +31,21 @@ from churn_assets.transforms import expectations
 from churn_assets.transforms.contracts import NATURAL_KEYS, PARTITION_COLUMN
 from churn_assets.transforms.silver import clean, exceptions_frame
 
-# check name -> (blocking, what it guards)
-CHECKS: dict[str, tuple[bool, str]] = {
-    "keys_unique_and_present": (True, "Natural keys are never null and occur once."),
-    "values_in_range": (True, "Amounts, quantities, CSAT and enums obey the contract's rules."),
-    "schema_matches_contract": (True, "Columns and types are exactly the written contract."),
-    "reconciled_with_bronze": (
-        True, "Every bronze row is a silver row, a rejected row or a duplicate, with counts."),
-    "reject_share": (True, "Few enough bronze rows were rejected (a broken export stops gold)."),
-    "event_time_not_after_arrival": (
-        True, "No event is dated after the day it arrived (beyond the allowed clock skew)."),
-    "references_known_customers": (
-        True, "Rows name customers known to silver.customers (a few orphans only warn)."),
-    "refunds_reference_orders": (False, "Refunds name an order known to silver (warns)."),
-    "volume_vs_trailing_mean": (False, "Rows per day stay near the trailing 7-day mean (warns)."),
-}
-ONLY_FOR = {"refunds_reference_orders": {"payments"},
-            "references_known_customers": {"payments", "events", "tickets", "marketing"}}
 VOLUME_DAYS = 7
 
 
-def silver_key(domain: str) -> dg.AssetKey:
-    return dg.AssetKey(["silver", domain])
-
-
-def exceptions_key(domain: str) -> dg.AssetKey:
-    return dg.AssetKey(["silver", f"{domain}_exceptions"])
-
-
 def table(domain: str) -> str:
-    return f"silver.{domain}"
+    return catalog.silver(domain).full_name
 
 
 def build_silver_asset(
     domain: str, partitions_def: dg.TimeWindowPartitionsDefinition, settings: Settings
 ) -> dg.AssetsDefinition:
-    checks = {name: spec for name, spec in CHECKS.items() if domain in ONLY_FOR.get(name, DOMAINS)}
+    checks = catalog.silver_checks(domain)
+    rows_key, exceptions_key = catalog.silver(domain).key, catalog.silver_exceptions(domain).key
+    bronze_key = catalog.bronze(domain).key
     # Orphan checks need the customers that arrived up to the same day: silver customers first.
-    deps = [bronze_key(domain)] + ([silver_key("customers")] if domain != "customers" else [])
+    deps = [bronze_key] + ([catalog.silver("customers").key] if domain != "customers" else [])
     rules = settings.checks
     partition_start = partitions_def.start.date()
 
@@ -75,31 +53,16 @@ def build_silver_asset(
         name=f"silver_{domain}",
         specs=[
             dg.AssetSpec(
-                silver_key(domain),
+                rows_key,
                 deps=deps,
-                group_name="silver",
-                kinds={"polars", "delta"},
-                description=(
-                    f"{domain}: typed to the contract (transforms/contracts.py), UTC, one row per "
-                    "natural key from the day it first arrived, email/phone as keyed hashes, "
-                    "names dropped. Partitioned by arrival_date."
-                ),
                 metadata={"natural_key": list(NATURAL_KEYS[domain])},
                 automation_condition=on_upstream_change(),
                 freshness_policy=freshness_policy(settings),
             ),
-            dg.AssetSpec(
-                exceptions_key(domain),
-                deps=[bronze_key(domain)],
-                group_name="silver",
-                kinds={"polars", "delta"},
-                description=f"{domain} bronze rows that are not silver rows: rejected (with the "
-                "reason) or duplicates (of what), with their file and line.",
-                skippable=True,
-            ),
+            dg.AssetSpec(exceptions_key, deps=[bronze_key], skippable=True),
         ],
         check_specs=[
-            dg.AssetCheckSpec(name, asset=silver_key(domain), blocking=blocking, description=text)
+            dg.AssetCheckSpec(name, asset=rows_key, blocking=blocking, description=text)
             for name, (blocking, text) in checks.items()
         ],
         partitions_def=partitions_def,
@@ -107,9 +70,9 @@ def build_silver_asset(
     )
     def _silver(context: dg.AssetExecutionContext, store: TableStore, pii: PiiKey):
         window = DateWindow.from_time_window(context.partition_time_window)
-        rows_table, exceptions_table = table(domain), f"silver.{domain}_exceptions"
+        rows_table, exceptions_table = table(domain), catalog.silver_exceptions(domain).full_name
         for chunk in chunks(window, CHUNK_DAYS):
-            bronze = store.read(f"bronze.{domain}", chunk, BRONZE_PARTITION)
+            bronze = store.read(catalog.bronze(domain).full_name, chunk, BRONZE_PARTITION)
             prior = None
             if store.exists(rows_table) and chunk.start > partition_start:
                 prior = store.read(
@@ -131,11 +94,11 @@ def build_silver_asset(
         rows = store.read(rows_table, window, PARTITION_COLUMN)
         exceptions = nw.from_native(store.read(exceptions_table, window, PARTITION_COLUMN))
         counts = _counts(exceptions)
-        bronze_rows = store.count_rows(f"bronze.{domain}", window, BRONZE_PARTITION)
+        bronze_rows = store.count_rows(catalog.bronze(domain).full_name, window, BRONZE_PARTITION)
         silver_rows = store.count_rows(rows_table, window, PARTITION_COLUMN)
 
         yield dg.MaterializeResult(
-            asset_key=silver_key(domain),
+            asset_key=rows_key,
             metadata={
                 "dagster/row_count": silver_rows,
                 "bronze_rows": bronze_rows,
@@ -146,7 +109,7 @@ def build_silver_asset(
             },
         )
         yield dg.MaterializeResult(
-            asset_key=exceptions_key(domain),
+            asset_key=exceptions_key,
             metadata={
                 "dagster/row_count": counts["rejected"] + counts["duplicate"],
                 "reasons": dg.MetadataValue.json(_top_reasons(exceptions)),
@@ -188,7 +151,7 @@ def _check_results(domain, checks, store, rows, window, partition_start, rules, 
                             PARTITION_COLUMN, columns=["order_id"])
         outcomes["refunds_reference_orders"] = expectations.refunds_reference_orders(rows, orders)
     for name in checks:
-        yield outcome_result(silver_key(domain), name, outcomes[name])
+        yield outcome_result(catalog.silver(domain).key, name, outcomes[name])
 
 
 def _volume(store, domain, window, partition_start, rules) -> expectations.Outcome:
@@ -219,12 +182,6 @@ def _top_reasons(exceptions: nw.LazyFrame, limit: int = 20) -> dict[str, int]:
         .sort("n", descending=True).head(limit).lazy().collect()
     )
     return dict(zip(top["reason"].to_list(), top["n"].to_list(), strict=True))
-
-
-def freshness_policy(settings: Settings) -> dg.FreshnessPolicy:
-    # A day's partition can only exist after the day ends; it is late `due_hours` after that.
-    due = timedelta(hours=24 + settings.freshness.due_hours)
-    return dg.FreshnessPolicy.time_window(fail_window=due, warn_window=timedelta(hours=24))
 
 
 def build_silver_assets(partitions_def, settings: Settings) -> list[dg.AssetsDefinition]:

@@ -214,8 +214,7 @@ def _phase_engine(home: Path, env: str) -> dict:
     training, then scores, decisions and outcomes for the last days."""
     import dagster as dg
 
-    from churn_assets.assets.decisions import ACTIONS_KEY, WHALES_KEY
-    from churn_assets.assets.scores import SCORES_KEY
+    from churn_assets import catalog
     from churn_assets.automation import (
         DAILY_JOB,
         LABELS_JOB,
@@ -237,8 +236,8 @@ def _phase_engine(home: Path, env: str) -> dict:
              "gold": _keys(*ACTIVITY_KEYS, *FEATURES_KEYS)}
     ranged = {
         "labels": (LABELS_JOB, first, last - timedelta(days=e["horizon"]), None),
-        "scores": (SCORING_JOB, scored, last, [SCORES_KEY]),
-        "decisions": (SCORING_JOB, scored, last, [ACTIONS_KEY, WHALES_KEY]),
+        "scores": (SCORING_JOB, scored, last, [catalog.SCORES.key]),
+        "decisions": (SCORING_JOB, scored, last, [catalog.ACTIONS.key, catalog.WHALES.key]),
         "outcomes": (OUTCOMES_JOB, scored, last - timedelta(days=e["outcome_days"]), None),
     }
     seconds = {}

@@ -48,6 +48,7 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
+from churn_assets import catalog
 from churn_assets.automation import (
     DAILY_JOB,
     LABELS_JOB,
@@ -303,7 +304,7 @@ def run_loop(config: LoopConfig, home: Path, out: Path | None = None,
             clock = time.perf_counter()
             world.ingest(day)
             world.run(SCORING_JOB, day, day)
-            decided = world.table("decisions.actions").filter(pl.col("snapshot_date") == day)
+            decided = world.table(catalog.ACTIONS.full_name).filter(pl.col("snapshot_date") == day)
             treated = decided.filter(~pl.col("control"))
             until = days[index + 1] if index + 1 < len(days) else config.end
             executed = world.simulate_to(until, apply_actions=True)
@@ -362,7 +363,7 @@ def run_loop(config: LoopConfig, home: Path, out: Path | None = None,
 def revenue_by_customer(world: World, first: date, last: date) -> pl.DataFrame:
     """Net revenue (paid charges + refunds) and paid orders per customer, event dates in
     [first, last]."""
-    activity = world.table("gold.daily_activity")
+    activity = world.table(catalog.DAILY_ACTIVITY.full_name)
     return activity.filter(pl.col("event_date").is_between(first, last)).group_by(
         "customer_id").agg(revenue=pl.col("revenue").sum(), orders=pl.col("orders").sum())
 
@@ -383,7 +384,7 @@ def revenue_rates(world: World, warmup_end: date, days: int = 60) -> pl.DataFram
     """Each customer's net revenue per day over the warm-up's last ``days`` days (or since
     signup), from a world's ``daily_activity``: the same in every world (before any action)."""
     first = warmup_end - timedelta(days=days - 1)
-    revenue = world.table("gold.daily_activity").filter(
+    revenue = world.table(catalog.DAILY_ACTIVITY.full_name).filter(
         pl.col("event_date").is_between(first, warmup_end)).group_by("customer_id").agg(
         revenue=pl.col("revenue").sum())
     signup = pl.read_parquet(world.paths.truth / "customers.parquet").select(
@@ -447,7 +448,7 @@ def judge(config: LoopConfig, worlds: dict[str, World], measured_days: list[date
         prevented = (frame["churned_none"].cast(pl.Int64) - frame["churned"].cast(pl.Int64)
                      ).to_numpy().astype(float)
         diffs[name] = saved
-        actions = world.table("decisions.actions")
+        actions = world.table(catalog.ACTIONS.full_name)
         treated = actions.filter(~pl.col("control"))
         per_day = treated.group_by("snapshot_date").agg(pl.col("cost").sum())
         truth = hazards(world.paths, first, last)
@@ -526,14 +527,14 @@ def uplift_against_truth(world: World, none: World, measured_days: list[date],
     (same customer, same window), the truth's treatment effect and survival gain. And the same
     for the first campaign alone, all actions pooled: it was selected before the worlds
     diverged, so its no-action comparison is a clean counterfactual."""
-    outcomes = world.table("decisions.outcomes")
+    outcomes = world.table(catalog.OUTCOMES.full_name)
     if outcomes.is_empty() or not measured_days:
         return pl.DataFrame(), {}
     outcomes = outcomes.filter(pl.col("snapshot_date").is_in(measured_days))
     measured = uplift(outcomes, by=("action",))
     first = min(measured_days) + timedelta(days=1)
     last = max(measured_days) + timedelta(days=window)
-    activity_none = none.table("gold.daily_activity").filter(
+    activity_none = none.table(catalog.DAILY_ACTIVITY.full_name).filter(
         pl.col("event_date").is_between(first, last))
     counterfactual = outcomes_from_activity(outcomes, activity_none, window).select(
         "customer_id", "snapshot_date", retained_none="retained")

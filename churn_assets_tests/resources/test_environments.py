@@ -15,6 +15,7 @@ import dagster as dg
 import pytest
 
 import churn_assets
+from churn_assets import catalog
 from churn_assets.resources import ENVIRONMENTS, build_resources
 from churn_assets.resources.databricks import DatabricksConnect, DatabricksTarget
 from churn_assets.resources.delta import DeltaTableStore
@@ -62,14 +63,15 @@ def workspace(monkeypatch):
 
 
 def table_names() -> set[str]:
-    """Every table the package names: literal "<layer>.<table>" strings and per-domain tables."""
+    """Every table the package names: the catalogue's, literal "<layer>.<table>" strings, and
+    per-domain tables."""
     layers = "bronze|silver|gold|ml|scores|decisions"
     literal = re.compile(rf"[\"']((?:{layers})\.[a-z_]+)[\"']")
     package = Path(churn_assets.__file__).parent
     names = {m for f in package.rglob("*.py") for m in literal.findall(f.read_text())}
     for domain in DOMAINS:
         names |= {f"bronze.{domain}", f"bronze.{domain}_quarantine", f"silver.{domain}"}
-    return names
+    return names | {table.full_name for table in catalog.TABLES}
 
 
 # ── spark ────────────────────────────────────────────────────────────────────────────────────────
