@@ -15,13 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 
 import dagster as dg
 
 from churn_assets.ingest.bronze import PARTITION_COLUMN as DROP_DATE
 from churn_assets.ingest.columns import COLUMNS, PII_COLUMNS
 from churn_assets.ingest.landing import DOMAIN_FORMATS
-from churn_assets.settings import DOMAINS
+from churn_assets.settings import DOMAINS, Settings
 from churn_assets.transforms.contracts import PARTITION_COLUMN as ARRIVAL_DATE
 
 SNAPSHOT_DATE = "snapshot_date"
@@ -50,6 +51,9 @@ class Table:
     kinds_always: tuple[str, ...] = ()
     # Whether the table lives in the table store (so shows the environment's engine kinds).
     stored: bool = True
+    # A freshness promise: the day's partition is due this many hours after [freshness]
+    # due_hours (None: no promise).
+    due_after_hours: int | None = None
 
     @property
     def full_name(self) -> str:
@@ -107,7 +111,7 @@ def silver(domain: str) -> Table:
         f"{domain}: typed to the contract (transforms/contracts.py), UTC, one row per natural key "
         "from the day it first arrived, email/phone as keyed hashes, names dropped. Partitioned "
         "by arrival_date.",
-        domain, DATA_PLATFORM, pii=domain in _CONTACT_DOMAINS,
+        domain, DATA_PLATFORM, pii=domain in _CONTACT_DOMAINS, due_after_hours=0,
     )
 
 
@@ -150,7 +154,7 @@ CUSTOMER_FEATURES = Table(
     "One point-in-time row per known customer per day: the day's partition uses only data that "
     "had arrived by the end of that day. Features of a domain the business has not delivered "
     "yet are null, not zero.",
-    "churn", DATA_SCIENCE,
+    "churn", DATA_SCIENCE, due_after_hours=0,
 )
 CHURN_LABELS = Table(
     "gold", "churn_labels", SNAPSHOT_DATE,
@@ -190,7 +194,8 @@ SCORES = Table(
     "Per at-risk customer and day: calibrated churn probability (champion model), risk band, "
     "CLTV, revenue at risk (probability x CLTV), the top three drivers and the model version "
     "that scored.",
-    "churn", DATA_SCIENCE, kinds_always=("mlflow",),
+    # Scoring starts when features are due, so scores get an hour more.
+    "churn", DATA_SCIENCE, kinds_always=("mlflow",), due_after_hours=1,
 )
 ACTIONS = Table(
     "decisions", "actions", SNAPSHOT_DATE,
@@ -280,8 +285,17 @@ def blocking_data_checks() -> list[dg.AssetCheckKey]:
 # ── applying the catalogue to the asset definitions ──────────────────────────────────────────────
 
 
-def label(assets: Iterable[dg.AssetsDefinition], env: str) -> list[dg.AssetsDefinition]:
-    """Every asset spec with its table's group, description, owners, tags and the kinds of ``env``.
+def freshness_policy(settings: Settings, due_after_hours: int = 0) -> dg.FreshnessPolicy:
+    """A daily table's promise: a day's partition can only exist after the day ends, and is late
+    ``[freshness] due_hours`` (plus ``due_after_hours``) after that; it warns after a day."""
+    due = timedelta(hours=24 + settings.freshness.due_hours + due_after_hours)
+    return dg.FreshnessPolicy.time_window(fail_window=due, warn_window=timedelta(hours=24))
+
+
+def label(assets: Iterable[dg.AssetsDefinition], env: str, settings: Settings
+          ) -> list[dg.AssetsDefinition]:
+    """Every asset spec with its table's group, description, owners, tags, freshness policy and
+    the kinds of ``env``.
 
     Assets declare how a table is computed; this gives each the catalogue's word on what it is,
     so the UI can be filtered by layer, domain, owner and PII whatever the environment.
@@ -291,7 +305,10 @@ def label(assets: Iterable[dg.AssetsDefinition], env: str) -> list[dg.AssetsDefi
         table = table_for(spec.key)
         # Kinds are stored as tags; drop any the asset set so the environment's replace them.
         tags = {k: v for k, v in spec.tags.items() if not k.startswith("dagster/kind/")}
+        fresh = (None if table.due_after_hours is None
+                 else freshness_policy(settings, table.due_after_hours))
         return spec.replace_attributes(
+            freshness_policy=fresh,
             group_name=table.layer,
             description=table.description,
             owners=[table.owner],

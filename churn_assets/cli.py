@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from datetime import date, timedelta
 from pathlib import Path
@@ -310,13 +309,13 @@ def _sql(args: argparse.Namespace) -> int:
     from churn_assets import catalog
     from churn_assets.assets.common import to_polars
     from churn_assets.decisions.sql import QUESTIONS, TABLES, ask, register_tables
-    from churn_assets.resources import build_resources
+    from churn_assets.resources import build_resources, environment
     from churn_assets.settings import Paths
 
     paths = Paths.from_env()
     # The environment's own store (CHURN_ENV), so the answers come from the tables the graph
     # wrote. Polars runs the SQL; Spark tables are collected to this process to do so.
-    store = build_resources(os.environ.get("CHURN_ENV") or "local", paths)["store"]
+    store = build_resources(environment(), paths)["store"]
     by_sql_name = {table.sql_name: table.full_name for table in catalog.TABLES}
     found = {name: by_sql_name[name] for name in TABLES}
     present = {name: table for name, table in found.items() if store.exists(table)}

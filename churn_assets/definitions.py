@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 
 from churn_assets import catalog
@@ -25,7 +23,7 @@ from churn_assets.automation import (
     build_training_job,
     build_training_schedule,
 )
-from churn_assets.resources import build_resources
+from churn_assets.resources import build_resources, environment
 from churn_assets.settings import Paths, Settings, load_settings
 
 
@@ -41,16 +39,16 @@ def build_definitions(
 ) -> dg.Definitions:
     paths = paths or Paths.from_env()
     settings = settings or load_settings(paths)
-    env = env or os.environ.get("CHURN_ENV") or "local"
+    env = environment(env)
     partitions_def = daily_partitions(settings)
     # Each asset says how its table is computed; the catalogue adds what the table is (group,
     # description, owners, tags, and the kinds of this environment).
-    bronze = catalog.label(build_bronze_assets(partitions_def), env)
-    silver = catalog.label(build_silver_assets(partitions_def, settings), env)
-    gold = catalog.label(build_gold_assets(partitions_def, settings), env)
-    models = catalog.label(build_model_assets(settings), env)
+    bronze = catalog.label(build_bronze_assets(partitions_def), env, settings)
+    silver = catalog.label(build_silver_assets(partitions_def, settings), env, settings)
+    gold = catalog.label(build_gold_assets(partitions_def, settings), env, settings)
+    models = catalog.label(build_model_assets(settings), env, settings)
     scoring = catalog.label([build_scores_asset(partitions_def, settings),
-                             *build_decision_assets(partitions_def, settings)], env)
+                             *build_decision_assets(partitions_def, settings)], env, settings)
     scoring_job = build_scoring_job()
     deadline_checks = build_deadline_checks(settings)
     training = build_training_job()

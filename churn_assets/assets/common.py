@@ -10,7 +10,6 @@ import polars as pl
 
 from churn_assets.ingest.columns import PII_COLUMNS
 from churn_assets.resources.store import DateWindow, TableStore
-from churn_assets.settings import Settings
 from churn_assets.transforms.contracts import PARTITION_COLUMN as ARRIVAL
 
 # A backfill run commits at most this many days at once, which bounds its memory.
@@ -70,12 +69,6 @@ def _metadata_value(value):
 def to_polars(frame) -> pl.DataFrame:
     """A native frame of any engine collected as one Polars frame (models train on one node)."""
     return nw.from_native(frame).lazy().collect(backend="polars").to_native()
-
-
-def freshness_policy(settings: Settings) -> dg.FreshnessPolicy:
-    # A day's partition can only exist after the day ends; it is late `due_hours` after that.
-    due = timedelta(hours=24 + settings.freshness.due_hours)
-    return dg.FreshnessPolicy.time_window(fail_window=due, warn_window=timedelta(hours=24))
 
 
 def first_arrival(store: TableStore, table: str) -> date | None:

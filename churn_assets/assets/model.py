@@ -17,6 +17,7 @@ from churn_assets.assets.common import column_bound, first_arrival, markdown_pre
 from churn_assets.ml.churn_model import ChurnTrainingConfig, train_churn_model
 from churn_assets.ml.cltv import actual_revenue, evaluate_cltv, fit_cltv
 from churn_assets.ml.dataset import only_at_risk
+from churn_assets.ml.gate import GatePolicy
 from churn_assets.resources.mlflow import MlflowResource
 from churn_assets.resources.store import DateWindow, TableStore
 from churn_assets.settings import Settings
@@ -95,7 +96,7 @@ def build_churn_model_asset(settings: Settings) -> dg.AssetsDefinition:
             raise dg.Failure(description=f"cannot train: {exc}") from exc
         logged = mlflow.log_training(result, tags={"dagster.run_id": context.run.run_id})
         version = mlflow.register(logged)
-        decision = mlflow.gate(result.validation, challenger=version)
+        decision = mlflow.gate(result.validation, GatePolicy.from_settings(model), challenger=version)
         context.log.info(f"churn_model v{version}: {'; '.join(decision.reasons)}")
         if decision.promote:
             # Drift is judged against what the scoring model was validated on.

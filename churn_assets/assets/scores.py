@@ -8,7 +8,7 @@ churned by the label's own definition) are not scored; they are win-back, not re
 
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 import dagster as dg
@@ -20,7 +20,7 @@ from churn_assets.assets.common import CHUNK_DAYS, chunks, markdown_preview, to_
 from churn_assets.decisions.drift import population_stability
 from churn_assets.ml.cltv import CltvModel
 from churn_assets.ml.dataset import only_at_risk
-from churn_assets.ml.gate import NoChampionError
+from churn_assets.ml.gate import GatePolicy, NoChampionError
 from churn_assets.ml.registry import scoring_input
 from churn_assets.resources.mlflow import MlflowResource
 from churn_assets.resources.store import DateWindow, TableStore
@@ -102,15 +102,13 @@ def build_scores_asset(partitions_def, settings: Settings) -> dg.AssetsDefinitio
             DRIFT_CHECK, asset=SCORES_KEY,
             description=f"Population stability of every model feature and of the score against "
             f"the training reference: warn from PSI {drift.warn}, error from {drift.error}.")],
-        freshness_policy=dg.FreshnessPolicy.time_window(
-            fail_window=timedelta(hours=24 + settings.freshness.due_hours + 1),
-            warn_window=timedelta(hours=24)),
     )
     def daily_scores(context: dg.AssetExecutionContext, store: TableStore,
                      mlflow: MlflowResource):
         window = DateWindow.from_time_window(context.partition_time_window)
         try:
-            model, version = mlflow.load_champion(), mlflow.champion_version()
+            model = mlflow.load_champion(GatePolicy.from_settings(settings.model))
+            version = mlflow.champion_version()
         except NoChampionError as exc:
             raise dg.Failure(description=f"cannot score: {exc}") from exc
         scorer = DailyScorer(model, version, load_cltv(store), settings)

@@ -18,7 +18,6 @@ from churn_assets import catalog
 from churn_assets.assets.common import (
     CHUNK_DAYS,
     chunks,
-    freshness_policy,
     markdown_preview,
     on_upstream_change,
     outcome_result,
@@ -57,7 +56,6 @@ def build_silver_asset(
                 deps=deps,
                 metadata={"natural_key": list(NATURAL_KEYS[domain])},
                 automation_condition=on_upstream_change(),
-                freshness_policy=freshness_policy(settings),
             ),
             dg.AssetSpec(exceptions_key, deps=[bronze_key], skippable=True),
         ],

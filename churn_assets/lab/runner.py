@@ -15,7 +15,6 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.instance.ref import InstanceRef
 
 from churn_assets.automation import DAILY_JOB
 from churn_assets.ingest.landing import list_drops
@@ -69,12 +68,12 @@ def persistent_instance() -> Iterator[dg.DagsterInstance]:
         return
     cwd = Path.cwd()
     if (cwd / "dagster.yaml").exists():
-        ref = InstanceRef.from_dir(str(cwd / ".dagster"), config_dir=str(cwd))
+        # The repository's dagster.yaml puts every store under .dagster/ (relative to here).
+        home = cwd
     else:
         home = Paths.from_env().home / "dagster"
         home.mkdir(parents=True, exist_ok=True)
-        ref = InstanceRef.from_dir(str(home))
-    with dg.DagsterInstance.from_ref(ref) as instance:
+    with dg.DagsterInstance.from_config(str(home)) as instance:
         yield instance
 
 

@@ -2,9 +2,12 @@
 
 A challenger is promoted when both hold:
 
-1. its validation ROC-AUC is at least ``auc_floor`` (default 0.80), and
+1. its validation ROC-AUC is at least ``auc_floor``, and
 2. it is not worse than the current champion's ROC-AUC *on the same validation rows* by more
-   than ``max_auc_drop`` (default 0.01). Without a champion, rule 2 passes.
+   than ``max_auc_drop``. Without a champion, rule 2 passes.
+
+Both thresholds are ``[model]`` settings (``settings.ModelSettings``, where their defaults are).
+
 
 Both AUCs are computed here, by the registered models, on the challenger's validation window:
 a champion's AUC from its own training run was measured on another window and is not
@@ -15,15 +18,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from churn_assets.settings import ModelSettings
+
 METRIC = "roc_auc"
 
 
 @dataclass(frozen=True)
 class GatePolicy:
-    """The gate's thresholds; the resource exposes them as ``auc_floor`` and ``max_auc_drop``."""
+    """The gate's thresholds: ``[model] auc_floor`` and ``max_auc_drop``."""
 
-    auc_floor: float = 0.80
-    max_auc_drop: float = 0.01
+    auc_floor: float
+    max_auc_drop: float
+
+    @classmethod
+    def from_settings(cls, model: ModelSettings | None = None) -> GatePolicy:
+        """The thresholds of ``model`` (the ``[model]`` section; its defaults when ``None``)."""
+        model = model or ModelSettings()
+        return cls(auc_floor=model.auc_floor, max_auc_drop=model.max_auc_drop)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.auc_floor <= 1.0:

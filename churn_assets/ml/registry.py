@@ -164,7 +164,7 @@ def gate(location: MlflowLocation, validation: pl.DataFrame, policy: GatePolicy 
     current champion on the same ``validation`` rows (features + ``churned``), decide, move the
     ``champion`` alias when promoted, and record the decision on the challenger's run and
     model version as tags (and the two AUCs as run metrics)."""
-    policy = policy or GatePolicy()
+    policy = policy or GatePolicy.from_settings()
     client = location.client()
     if challenger is None:
         challenger = client.get_model_version_by_alias(model_name, CHALLENGER).version
@@ -191,7 +191,7 @@ def gate(location: MlflowLocation, validation: pl.DataFrame, policy: GatePolicy 
 def load_champion(location: MlflowLocation, model_name: str = MODEL_NAME,
                   policy: GatePolicy | None = None) -> mlflow.pyfunc.PyFuncModel:
     """The champion pyfunc, or a ``NoChampionError`` that says how to get one."""
-    policy = policy or GatePolicy()
+    policy = policy or GatePolicy.from_settings()
     client = location.client()
     if _alias_version(client, model_name, CHAMPION) is None:
         challenger = _alias_version(client, model_name, CHALLENGER)
@@ -207,7 +207,7 @@ def load_champion(location: MlflowLocation, model_name: str = MODEL_NAME,
             f"promoted only when its validation {METRIC} >= auc_floor ({policy.auc_floor}) and "
             f"is at most max_auc_drop ({policy.max_auc_drop}) below the champion's; {latest}. "
             f"Improve the model (more history or customers), or lower auc_floor ([model] "
-            f"auc_floor in $CHURN_HOME/settings.toml, the 'mlflow' resource's auc_floor), "
+            f"auc_floor in $CHURN_HOME/settings.toml), "
             f"then run the training job again.")
     return mlflow.pyfunc.load_model(f"models:/{model_name}@{CHAMPION}")
 

@@ -15,6 +15,8 @@ first needs one. Assets only ever see the ``TableStore`` interface.
 
 from __future__ import annotations
 
+import os
+
 from churn_assets.resources.delta import DeltaTableStore
 from churn_assets.resources.landing import LandingZone, SparkLandingZone
 from churn_assets.resources.mlflow import MlflowResource
@@ -27,6 +29,18 @@ from churn_assets.resources.spark import (
 from churn_assets.settings import Paths, Settings
 
 ENVIRONMENTS = ("local", "spark", "databricks")
+ENV_VARIABLE = "CHURN_ENV"
+
+
+def environment(env: str | None = None) -> str:
+    """The environment to run in: ``env`` if given, else ``$CHURN_ENV``, else ``local``."""
+    env = env or os.environ.get(ENV_VARIABLE) or "local"
+    if env not in ENVIRONMENTS:
+        raise ValueError(
+            f"{ENV_VARIABLE}={env!r} is not a known environment; choose one of: "
+            f"{', '.join(ENVIRONMENTS)}"
+        )
+    return env
 
 
 def build_resources(env: str, paths: Paths, settings: Settings | None = None) -> dict[str, object]:
@@ -37,7 +51,7 @@ def build_resources(env: str, paths: Paths, settings: Settings | None = None) ->
             "store": DeltaTableStore(root=str(paths.lake)),
             "landing": LandingZone(root=str(paths.landing)),
             "pii": PiiKey.from_env(),
-            "mlflow": _local_mlflow(paths, settings),
+            "mlflow": MlflowResource(tracking_root=str(paths.mlflow)),
         }
     if env == "spark":
         try:
@@ -55,7 +69,7 @@ def build_resources(env: str, paths: Paths, settings: Settings | None = None) ->
             "store": SparkTableStore(format="parquet", root=str(paths.lake / "spark"), spark=spark),
             "landing": SparkLandingZone(root=str(paths.landing), spark=spark),
             "pii": PiiKey.from_env(),
-            "mlflow": _local_mlflow(paths, settings),
+            "mlflow": MlflowResource(tracking_root=str(paths.mlflow)),
         }
     if env == "databricks":
         from churn_assets.resources.databricks import databricks_resources
@@ -65,10 +79,3 @@ def build_resources(env: str, paths: Paths, settings: Settings | None = None) ->
         f"CHURN_ENV={env!r} is not a known environment; choose one of: {', '.join(ENVIRONMENTS)}"
     )
 
-
-def _local_mlflow(paths: Paths, settings: Settings) -> MlflowResource:
-    return MlflowResource(
-        tracking_root=str(paths.mlflow),
-        auc_floor=settings.model.auc_floor,
-        max_auc_drop=settings.model.max_auc_drop,
-    )

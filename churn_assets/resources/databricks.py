@@ -184,7 +184,5 @@ def databricks_resources(paths: Paths, settings: Settings) -> dict[str, object]:
             registry_uri="databricks-uc",
             experiment=target.experiment,
             model_name=target.model_name,
-            auc_floor=settings.model.auc_floor,
-            max_auc_drop=settings.model.max_auc_drop,
         ),
     }

@@ -51,10 +51,6 @@ class MlflowResource(dg.ConfigurableResource):
         None, description="Where the experiment keeps artifacts (used when it is created); "
         "default $CHURN_HOME/mlflow/artifacts")
     model_name: str = Field(MODEL_NAME, description="Registered model name")
-    auc_floor: float = Field(0.80, description="A challenger's validation ROC-AUC must reach "
-                             "this to become champion")
-    max_auc_drop: float = Field(0.01, description="...and be at most this much below the "
-                                "current champion's ROC-AUC on the same validation rows")
 
     def location(self) -> MlflowLocation:
         if self.tracking_uri is None:
@@ -64,9 +60,6 @@ class MlflowResource(dg.ConfigurableResource):
                                   self.experiment, self.artifact_location or local.artifact_location)
         return MlflowLocation(self.tracking_uri, self.registry_uri or self.tracking_uri,
                               self.experiment, self.artifact_location)
-
-    def policy(self) -> GatePolicy:
-        return GatePolicy(auc_floor=self.auc_floor, max_auc_drop=self.max_auc_drop)
 
     def log_training(self, result: TrainingResult, run_name: str | None = None,
                      tags: dict[str, str] | None = None) -> LoggedTraining:
@@ -81,14 +74,17 @@ class MlflowResource(dg.ConfigurableResource):
         """A new version of ``model_name`` with the ``challenger`` alias; returns the version."""
         return registry_register(self.location(), logged, self.model_name)
 
-    def gate(self, validation: pl.DataFrame, challenger: str | None = None) -> GateDecision:
-        """Score challenger and champion on ``validation``; move ``champion`` if it passes."""
-        return run_gate(self.location(), validation, self.policy(), self.model_name, challenger)
+    def gate(self, validation: pl.DataFrame, policy: GatePolicy,
+             challenger: str | None = None) -> GateDecision:
+        """Score challenger and champion on ``validation``; move ``champion`` if it passes
+        ``policy`` (the ``[model]`` settings: ``GatePolicy.from_settings``)."""
+        return run_gate(self.location(), validation, policy, self.model_name, challenger)
 
     def champion_version(self) -> str | None:
         found = registry_champion_version(self.location(), self.model_name)
         return None if found is None else str(found)
 
-    def load_champion(self) -> mlflow.pyfunc.PyFuncModel:
-        """The champion pyfunc; ``NoChampionError`` (saying what to change) when there is none."""
-        return registry_champion(self.location(), self.model_name, self.policy())
+    def load_champion(self, policy: GatePolicy | None = None) -> mlflow.pyfunc.PyFuncModel:
+        """The champion pyfunc; ``NoChampionError`` (saying what to change, with ``policy``'s
+        thresholds) when there is none."""
+        return registry_champion(self.location(), self.model_name, policy)

@@ -25,6 +25,7 @@ from churn_assets.ml.registry import (
     scoring_input,
 )
 from churn_assets.resources.mlflow import MlflowResource
+from churn_assets.settings import ModelSettings
 from churn_assets_tests.ml.test_churn_model import ml_trained, ml_world, transactions_only
 
 
@@ -168,29 +169,37 @@ def test_gate_rules_in_isolation():
     assert not decide(0.79, None, policy).promote
     assert not decide(0.79, 0.70, policy).promote  # better than the champion, below the floor
     with pytest.raises(ValueError, match="auc_floor"):
-        GatePolicy(auc_floor=1.5)
+        GatePolicy(auc_floor=1.5, max_auc_drop=0.01)
+
+
+def test_the_gate_reads_the_model_settings_and_their_defaults():
+    assert GatePolicy.from_settings() == GatePolicy(auc_floor=0.80, max_auc_drop=0.01)
+    strict = ModelSettings(auc_floor=0.9, max_auc_drop=0.0)
+    assert GatePolicy.from_settings(strict) == GatePolicy(auc_floor=0.9, max_auc_drop=0.0)
 
 
 def test_the_resource_keeps_everything_under_the_data_root(tmp_path, monkeypatch, trained):
     home = tmp_path / "home"
     monkeypatch.setenv("CHURN_HOME", str(home))
     monkeypatch.chdir(tmp_path)
-    resource = MlflowResource(auc_floor=0.95)
+    resource = MlflowResource()
+    strict = GatePolicy(auc_floor=0.95, max_auc_drop=0.01)
     location = resource.location()
     assert location.tracking_uri == f"sqlite:///{home.resolve() / 'mlflow' / 'mlflow.db'}"
     assert location.artifact_location == (home.resolve() / "mlflow" / "artifacts").as_uri()
 
     logged = resource.log_training(trained, run_name="resource-test")
     version = resource.register(logged)
-    decision = resource.gate(trained.validation)
+    decision = resource.gate(trained.validation, strict)
     assert not decision.promote and decision.challenger_version == version
     with pytest.raises(NoChampionError, match=r"auc_floor \(0\.95\)"):
-        resource.load_champion()
+        resource.load_champion(strict)
     assert (home / "mlflow" / "mlflow.db").exists()
     assert any((home / "mlflow" / "artifacts").rglob("MLmodel"))
     assert not (tmp_path / "mlruns").exists()
 
-    promoted = MlflowResource(auc_floor=0.80).gate(trained.validation)
+    promoted = MlflowResource().gate(trained.validation, GatePolicy(auc_floor=0.80,
+                                                                    max_auc_drop=0.01))
     assert promoted.promote
     assert resource.load_champion().metadata.run_id == logged.run_id
 
