@@ -15,7 +15,15 @@ import polars as pl
 from churn_assets import catalog
 from churn_assets.assets.common import last_arrival, markdown_preview, on_upstream_change, to_polars
 from churn_assets.decisions import crm_feed, decide, measure, outcomes_from_activity, whale_list
-from churn_assets.decisions.uplift import save_rate_updates, uplift
+from churn_assets.decisions.experiment import power_warning
+from churn_assets.decisions.feed import EXPERIMENT_COLUMNS
+from churn_assets.decisions.uplift import (
+    control_retention,
+    explore_arm_uplift,
+    policy_arm,
+    save_rate_updates,
+    uplift,
+)
 from churn_assets.resources.store import DateWindow, TableStore
 from churn_assets.settings import Settings
 from churn_assets.transforms.contracts import PARTITION_COLUMN as ARRIVAL
@@ -26,7 +34,8 @@ SCORES, SCORES_KEY = catalog.SCORES.full_name, catalog.SCORES.key
 ACTIVITY, SNAPSHOT = catalog.DAILY_ACTIVITY.full_name, catalog.SNAPSHOT_DATE
 PAYMENTS = catalog.silver("payments").full_name
 DECIDED_EXTRA = ("policy", "treated", "risk_band", "churn_probability", "cltv",
-                 "revenue_at_risk", "net_value", "model_version")
+                 "revenue_at_risk", "net_value", "model_version", "retention_uplift",
+                 *EXPERIMENT_COLUMNS)
 
 
 def learned_settings(store: TableStore, settings: Settings, before: date
@@ -35,13 +44,45 @@ def learned_settings(store: TableStore, settings: Settings, before: date
     ``before`` where the measurement is trustworthy; and the table of what changed."""
     if not store.exists(OUTCOMES):
         return settings, pl.DataFrame()
-    measured = to_polars(store.read(OUTCOMES, DateWindow(date(1970, 1, 1), before), SNAPSHOT))
+    measured = policy_arm(to_polars(store.read(OUTCOMES, DateWindow(date(1970, 1, 1), before),
+                                               SNAPSHOT)))
     if measured.is_empty():
         return settings, pl.DataFrame()
     update = save_rate_updates(uplift(measured, by=("action",)), settings.decisions.actions,
                                min_n=settings.scoring.min_n_for_save_rates)
     decisions = settings.decisions.model_copy(update={"actions": update.actions})
     return settings.model_copy(update={"decisions": decisions}), update.table
+
+
+def with_experiment_columns(feed: pl.DataFrame) -> pl.DataFrame:
+    """A decisions frame with the experiment columns; a table written before they existed
+    reads as not randomized (null propensity), so no learner mistakes it for an experiment."""
+    defaults = {"assignment": pl.lit("policy"), "randomized": pl.lit(False),
+                "propensity": pl.lit(None, dtype=pl.Float64),
+                "policy_action": pl.lit(None, dtype=pl.String),
+                "rules_action": pl.lit(None, dtype=pl.String),
+                "churn_probability": pl.lit(None, dtype=pl.Float64),
+                "retention_uplift": pl.lit(None, dtype=pl.Float64),
+                "treated": ~pl.col("control")}
+    return feed.with_columns(expr.alias(name) for name, expr in defaults.items()
+                             if name not in feed.columns).with_columns(
+        pl.col("randomized").fill_null(False))
+
+
+def measured_control_retention(store: TableStore, before: date) -> float | None:
+    """Retention of the untreated customers measured so far: the variance the power
+    calculation uses (None before any outcome)."""
+    if not store.exists(OUTCOMES):
+        return None
+    measured = to_polars(store.read(OUTCOMES, DateWindow(date(1970, 1, 1), before), SNAPSHOT,
+                                    columns=["control", "retained"]))
+    return control_retention(measured)
+
+
+def budget_note(budget: float, fed: int) -> str:
+    if budget <= 0:
+        return "daily_budget is 0: nobody is selected, explored or held out"
+    return f"{fed} customers fed (treated, control and explored)"
 
 
 def recently_selected(store: TableStore, day: date, cooldown_days: int) -> pl.DataFrame:
@@ -77,20 +118,33 @@ def build_decision_assets(partitions_def, settings: Settings) -> list[dg.AssetsD
         since = DateWindow(window.start - timedelta(days=policy.rising_risk_days), window.end)
         scores = to_polars(store.read(SCORES, since, SNAPSHOT))
         learned, changes = learned_settings(store, settings, window.start)
-        days, fed, whales = [], 0, 0
+        retention = measured_control_retention(store, window.start)
+        days, plans, fed, whales = [], [], 0, 0
         for day in window.days:
             today = scores.filter(pl.col(SNAPSHOT) == day)
             decided = decide(today.join(recently_selected(store, day, policy.cooldown_days),
-                                        on="customer_id", how="anti"), learned.decisions)
+                                        on="customer_id", how="anti"), learned.decisions,
+                             window_days=settings.scoring.outcome_window_days,
+                             retention=retention)
             feed = crm_feed(decided.decisions).join(
                 decided.decisions.select("customer_id", *DECIDED_EXTRA), on="customer_id")
-            store.replace_window(ACTIONS, feed, DateWindow.day(day), SNAPSHOT)
+            # Tables written before the experiment columns existed gain them (old rows: null,
+            # read as not randomized).
+            store.replace_window(ACTIONS, feed, DateWindow.day(day), SNAPSHOT,
+                                 allow_new_columns=True)
             earlier = scores.filter(pl.col(SNAPSHOT) == day - timedelta(days=policy.rising_risk_days))
             vip = whale_list(today, earlier, policy, learned.decisions.bands)
             store.replace_window(WHALES, vip, DateWindow.day(day), SNAPSHOT)
             days.append(decided.days)
+            plans.append(decided.power)
             fed, whales = fed + feed.height, whales + vip.height
         summary = pl.concat(days) if days else pl.DataFrame()
+        plan = pl.concat(plans) if plans else pl.DataFrame()
+        latest_plan = plan.filter(pl.col(SNAPSHOT) == plan[SNAPSHOT].max()) if plan.height \
+            else plan
+        warning = power_warning(latest_plan) if latest_plan.height else None
+        if warning:
+            context.log.warning(warning)
         spend = float(summary["treated_cost"].sum()) if summary.height else 0.0
         committed = float(summary["committed_cost"].max()) if summary.height else 0.0
         feed_now = to_polars(store.read(ACTIONS, window, SNAPSHOT))
@@ -98,18 +152,27 @@ def build_decision_assets(partitions_def, settings: Settings) -> list[dg.AssetsD
             "dagster/row_count": fed,
             "policy": policy.kind,
             "daily_budget": policy.daily_budget,
+            "selection": budget_note(policy.daily_budget, fed),
             "max_committed_per_day": round(committed, 2),
             "treated_spend": round(spend, 2),
+            "explored_customers": int(summary["customers_explored"].sum()) if summary.height
+            else 0,
+            "explore_spend": round(float(summary["explore_cost"].sum()), 2) if summary.height
+            else 0.0,
             "expected_value": round(float(summary["expected_value"].sum()), 2)
             if summary.height else 0.0,
             "by_action": dg.MetadataValue.json(dict(
                 feed_now.group_by("action").len().sort("action").iter_rows())),
             "control_customers": int(feed_now["control"].sum()) if feed_now.height else 0,
+            "power": dg.MetadataValue.md(markdown_preview(latest_plan.drop(SNAPSHOT), rows=10,
+                                                          columns=9))
+            if latest_plan.height else "no action selected",
+            "power_warning": warning or "none: every selected action reaches the target",
             "save_rates_from_measured_uplift": dg.MetadataValue.md(markdown_preview(
                 changes, rows=10)) if changes.height else "none yet",
             "preview": dg.MetadataValue.md(markdown_preview(
                 feed_now.select("customer_id", "action", "cost", "expected_value", "control",
-                                "reason"))),
+                                "assignment", "propensity", "reason"))),
         })
         yield dg.MaterializeResult(asset_key=WHALES_KEY, metadata={"dagster/row_count": whales})
 
@@ -143,10 +206,15 @@ def build_outcomes_asset(partitions_def, settings: Settings) -> dg.AssetsDefinit
             ACTIVITY, DateWindow(window.start, window.end + timedelta(days=days + 30)), ARRIVAL,
             columns=["customer_id", "event_date", "arrival_date", "orders", "revenue"]))
         measured = measure(crm_feed(feed), outcomes_from_activity(feed, activity, days))
-        measured = measured.join(feed.select("customer_id", SNAPSHOT, "treated"),
-                                 on=["customer_id", SNAPSHOT], how="left")
-        store.replace_window(OUTCOMES, measured, window, SNAPSHOT)
-        per_action = uplift(measured, by=("action",)) if measured.height else pl.DataFrame()
+        carried = with_experiment_columns(feed).select(
+            "customer_id", SNAPSHOT, "treated", "churn_probability", "retention_uplift",
+            *EXPERIMENT_COLUMNS)
+        measured = measured.join(carried, on=["customer_id", SNAPSHOT], how="left")
+        store.replace_window(OUTCOMES, measured, window, SNAPSHOT, allow_new_columns=True)
+        policy_rows = policy_arm(measured)
+        per_action = uplift(policy_rows, by=("action",)) if policy_rows.height \
+            else pl.DataFrame()
+        explored = explore_arm_uplift(measured)
         return dg.MaterializeResult(metadata={
             "dagster/row_count": measured.height,
             "outcome_window_days": days,
@@ -154,6 +222,11 @@ def build_outcomes_asset(partitions_def, settings: Settings) -> dg.AssetsDefinit
                 per_action.select("action", "treated_n", "control_n", "uplift", "uplift_low",
                                   "uplift_high", "cost_per_saved_customer"), rows=10))
             if per_action.height else "no campaigns",
+            "explore_uplift_by_action": dg.MetadataValue.md(markdown_preview(
+                explored.select("action", "treated_n", "control_n", "uplift", "uplift_low",
+                                "uplift_high", "revenue_uplift"), rows=10))
+            if explored.height else "no exploration rows",
+            "not_randomized_rows": int((~measured["randomized"].fill_null(False)).sum()),
         })
 
     return campaign_outcomes

@@ -104,7 +104,9 @@ class PolicyConfig(_Section):
     )
     control_share: float = Field(
         0.1, ge=0, lt=1,
-        description="Share of selected customers held out (not treated) to measure uplift.",
+        description="Smallest share of selected customers held out (not treated) to measure "
+                    "uplift; the power calculation may raise it up to "
+                    "experiment.max_control_share.",
     )
     high_value_quantile: float = Field(
         0.8, gt=0, lt=1,
@@ -152,6 +154,60 @@ class DriftConfig(_Section):
         return self
 
 
+class ExperimentConfig(_Section):
+    """The randomized evidence every day's decisions keep gathering (see ``experiment.py``)."""
+
+    explore_share: float = Field(
+        0.05, ge=0, lt=1,
+        description="Share of the eligible customers that get a uniformly random action "
+                    "(no action included), whatever the policy would do: unbiased evidence for "
+                    "every action, and the rows off-policy evaluation reads.",
+    )
+    explore_budget_share: float = Field(
+        0.25, ge=0, le=1,
+        description="Most of the daily budget exploration may use; fewer customers are "
+                    "explored when their worst-case cost would exceed it.",
+    )
+    target_mde: float = Field(
+        0.05, gt=0, lt=1,
+        description="The retention uplift per action the control hold-out should detect "
+                    "(95% confidence, 80% power) over one outcome window; the control share "
+                    "grows from policy.control_share towards max_control_share to reach it.",
+    )
+    max_control_share: float = Field(
+        0.25, gt=0, lt=1,
+        description="The largest control share the power calculation may choose.",
+    )
+
+
+class UpliftConfig(_Section):
+    """The uplift model (``ml/uplift_model``) and how the budget policy values its predictions."""
+
+    min_arm_rows: int = Field(
+        200, ge=10,
+        description="Randomized rows with a closed outcome window each arm (every action and "
+                    "no action) needs before an uplift model is fitted; until then the policy "
+                    "uses save rates.",
+    )
+    min_holdout_arm: int = Field(
+        30, ge=5,
+        description="An action counts in the gate only when both its held-out arms have at "
+                    "least this many rows: tiny campaigns never move the gate.",
+    )
+    holdout_share: float = Field(
+        0.3, gt=0, lt=1,
+        description="Share of the latest campaign days held out to judge the model (Qini).",
+    )
+    training_days: int = Field(
+        180, ge=7, description="Latest campaign days with a closed window the model fits on.")
+    value: Literal["cltv", "window_revenue"] = Field(
+        "cltv",
+        description="'cltv': incremental value = predicted retention uplift x CLTV (a kept "
+                    "customer keeps their expected value, the scale save rates use); "
+                    "'window_revenue': the predicted revenue uplift over the outcome window.",
+    )
+
+
 class DecisionSettings(_Section):
     """Everything the decisions layer reads; meant to be nested as ``Settings.decisions``."""
 
@@ -159,3 +215,5 @@ class DecisionSettings(_Section):
     policy: PolicyConfig = PolicyConfig()
     bands: RiskBands = RiskBands()
     drift: DriftConfig = DriftConfig()
+    experiment: ExperimentConfig = ExperimentConfig()
+    uplift: UpliftConfig = UpliftConfig()

@@ -15,6 +15,7 @@ kept in the output with ``control=True, treated=False``, and sent nothing.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 
 import polars as pl
 
@@ -50,13 +51,18 @@ def control_draws(customer_ids: pl.Series, campaigns: pl.Series) -> pl.Series:
     )
 
 
-def assign_control(decisions: pl.DataFrame, control_share: float) -> pl.DataFrame:
+def assign_control(decisions: pl.DataFrame, control_share: float | Mapping[str, float]
+                   ) -> pl.DataFrame:
     """Add ``campaign_id`` (when absent), ``control`` and ``treated`` (= not control).
 
     ``decisions`` needs ``customer_id``, and ``campaign_id`` or ``action`` and ``snapshot_date``.
+    ``control_share`` is one share, or a share per action (then ``action`` is needed; an action
+    it does not name gets no control group).
     """
-    if not 0 <= control_share < 1:
-        raise ValueError(f"control_share must be in [0, 1); got {control_share}")
+    shares = control_share.values() if isinstance(control_share, Mapping) else [control_share]
+    for share in shares:
+        if not 0 <= share < 1:
+            raise ValueError(f"control_share must be in [0, 1); got {share}")
     frame = decisions
     if "campaign_id" not in frame.columns:
         missing = [c for c in ("action", "snapshot_date") if c not in frame.columns]
@@ -65,5 +71,12 @@ def assign_control(decisions: pl.DataFrame, control_share: float) -> pl.DataFram
                              f"build it; missing {missing}")
         frame = frame.with_columns(campaign_id_expr())
     draws = control_draws(frame["customer_id"], frame["campaign_id"])
-    control = draws < control_share
+    if isinstance(control_share, Mapping):
+        if "action" not in frame.columns:
+            raise ValueError("a control share per action needs the action column")
+        share = frame["action"].replace_strict(dict(control_share), default=0.0,
+                                               return_dtype=pl.Float64)
+    else:
+        share = control_share
+    control = draws < share
     return frame.with_columns(control=control, treated=~control)

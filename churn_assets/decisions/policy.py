@@ -39,7 +39,13 @@ from churn_assets.decisions.config import (
     catalogue,
 )
 from churn_assets.decisions.knapsack import MICRO, solve_mckp, to_micro
-from churn_assets.decisions.text import action_phrase, driver_suffix, thousands, two_decimals
+from churn_assets.decisions.text import (
+    action_phrase,
+    driver_suffix,
+    signed,
+    thousands,
+    two_decimals,
+)
 
 SCORE_REQUIRED = ("snapshot_date", "customer_id", "churn_probability", "cltv", "revenue_at_risk")
 _OPTIONAL = {"segment": pl.String, "model_version": pl.String}
@@ -51,6 +57,8 @@ DECISION_SCHEMA: dict[str, pl.DataType] = {
     "expected_value": pl.Float64(), "net_value": pl.Float64(),
     "priority": pl.Int64(),  # 1 = the day's most valuable (budget) or most at risk (rules)
     "policy": pl.String(), "reason": pl.String(), "model_version": pl.String(),
+    # The retention uplift the valuation assumed: the uplift model's, or save rate x risk.
+    "retention_uplift": pl.Float64(),
 }
 DAY_SCHEMA: dict[str, pl.DataType] = {
     "snapshot_date": pl.Date(), "policy": pl.String(), "customers_scored": pl.Int64(),
@@ -155,35 +163,38 @@ def rule_policy(scores: pl.DataFrame | pl.LazyFrame, actions: ActionCatalogue | 
 
 def budget_policy(scores: pl.DataFrame | pl.LazyFrame, actions: ActionCatalogue | None = None,
                   policy: PolicyConfig | None = None, bands: RiskBands | None = None,
-                  budget: float | None = None) -> PolicyResult:
-    """Maximize each day's net value under ``budget`` (default ``policy.daily_budget``)."""
+                  budget: float | None = None, uplift: pl.DataFrame | None = None,
+                  value: str = "cltv") -> PolicyResult:
+    """Maximize each day's net value under ``budget`` (default ``policy.daily_budget``).
+
+    Without ``uplift`` an action's value is ``save_rate x revenue_at_risk``; with it (rows of
+    ``customer_id``, ``action``, ``retention_uplift``, ``revenue_uplift``: the uplift model's
+    per-customer predictions, see ``action_values``) it is that customer's predicted
+    incremental revenue.
+    """
     book = catalogue(Actions() if actions is None else actions)
     policy = PolicyConfig() if policy is None else policy
     budget = policy.daily_budget if budget is None else budget
     _check_budget(budget)
     frame = prepare_scores(scores, bands)
     names = list(book)
-    save_rate = np.array([book[a].save_rate for a in names])
     cost = np.array([book[a].cost for a in names])
+    valued = action_values(frame.sort("snapshot_date", "customer_id"), book, uplift, value)
     parts, bounds = [], []
-    for (day,), part in frame.sort("customer_id").partition_by(
+    for (day,), part in valued.partition_by(
             "snapshot_date", as_dict=True, maintain_order=True).items():
-        at_risk = part["revenue_at_risk"].to_numpy()
-        solution = solve_mckp(at_risk[:, None] * save_rate[None, :] - cost[None, :], cost, budget)
+        worth = part.select(f"_value_{a}" for a in names).to_numpy().astype(np.float64)
+        solution = solve_mckp(worth - cost[None, :], cost, budget)
         picked = solution.choice >= 0
         parts.append(part.filter(pl.Series(picked)).with_columns(
             action=pl.Series(names, dtype=pl.String).gather(solution.choice[picked])))
         bounds.append({"snapshot_date": day, "net_value_bound": solution.upper_bound})
-    chosen = pl.concat(parts) if parts else frame.clear().with_columns(
+    chosen = pl.concat(parts) if parts else valued.clear().with_columns(
         action=pl.lit(None, dtype=pl.String))
-    p, cltv = two_decimals(pl.col("churn_probability")), thousands(pl.col("cltv"))
-    reason = pl.format("{} risk ({}), CLTV {}: {} is expected to save {} for {}",
-                       pl.col("risk_band").fill_null("unknown"), p, cltv,
-                       action_phrase(pl.col("action")), _amount(pl.col("expected_value")),
-                       two_decimals(pl.col("cost")))
     chosen = (
-        chosen.with_columns(_priced(book))
-        .with_columns(reason=pl.concat_str(reason, driver_suffix(frame.columns)))
+        chosen.with_columns(_chosen_value(book, chosen.columns))
+        .with_columns(reason=pl.concat_str(_budget_reason(uplift is not None),
+                                           driver_suffix(frame.columns)))
         .sort(["snapshot_date", "net_value", "customer_id"], descending=[False, True, False])
         .with_columns(priority=pl.int_range(1, pl.len() + 1, dtype=pl.Int64)
                       .over("snapshot_date"), policy=pl.lit("budget"))
@@ -194,13 +205,99 @@ def budget_policy(scores: pl.DataFrame | pl.LazyFrame, actions: ActionCatalogue 
     return PolicyResult(decisions, _days(frame, decisions, "budget", bounds=bound_frame))
 
 
+UPLIFT_SCHEMA: dict[str, pl.DataType] = {
+    "customer_id": pl.String(), "action": pl.String(), "retention_uplift": pl.Float64(),
+    "revenue_uplift": pl.Float64(),
+}
+
+
+def action_values(frame: pl.DataFrame, actions: ActionCatalogue,
+                  uplift: pl.DataFrame | None = None, value: str = "cltv") -> pl.DataFrame:
+    """``frame`` with, per action ``a``, ``_uplift_<a>`` (the predicted retention uplift) and
+    ``_value_<a>`` (the revenue it is expected to keep).
+
+    Save rates (no ``uplift``): ``save_rate x churn_probability`` of retention, worth
+    ``save_rate x revenue_at_risk``. Uplift predictions: ``retention_uplift`` of retention,
+    worth ``retention_uplift x cltv`` (``value="cltv"``: a kept customer keeps their expected
+    value) or ``revenue_uplift`` (``value="window_revenue"``). A customer without a prediction
+    gets none of the actions (null value).
+    """
+    book = catalogue(actions)
+    if uplift is None:
+        return frame.with_columns(
+            [(pl.lit(book[a].save_rate) * pl.col("churn_probability")).alias(f"_uplift_{a}")
+             for a in book]
+            + [(pl.lit(book[a].save_rate) * pl.col("revenue_at_risk")).alias(f"_value_{a}")
+               for a in book])
+    if value not in ("cltv", "window_revenue"):
+        raise ValueError(f"value must be 'cltv' or 'window_revenue'; got {value!r}")
+    missing = [c for c in UPLIFT_SCHEMA if c not in uplift.columns]
+    if missing:
+        raise ValueError(f"uplift predictions lack columns {missing}; expected {list(UPLIFT_SCHEMA)}")
+    # Predictions for several days carry their snapshot_date; one day's may leave it out.
+    keys = ["customer_id", *(["snapshot_date"] if "snapshot_date" in uplift.columns else [])]
+    wide = uplift.select(*(pl.col(c).cast(t) for c, t in UPLIFT_SCHEMA.items()),
+                         *keys[1:]).filter(pl.col("action").is_in(list(book))).pivot(
+        on="action", index=keys, values=["retention_uplift", "revenue_uplift"])
+    renamed = {f"{measure}_{a}": f"_{measure}_{a}" for a in book
+               for measure in ("retention_uplift", "revenue_uplift")}
+    wide = wide.rename({k: v for k, v in renamed.items() if k in wide.columns})
+    wide = wide.with_columns(pl.lit(None, dtype=pl.Float64).alias(v) for v in renamed.values()
+                             if v not in wide.columns)
+    joined = frame.join(wide, on=keys, how="left")
+    worth = {a: (pl.col(f"_retention_uplift_{a}") * pl.col("cltv")) if value == "cltv"
+             else pl.col(f"_revenue_uplift_{a}") for a in book}
+    return joined.with_columns(
+        [pl.col(f"_retention_uplift_{a}").alias(f"_uplift_{a}") for a in book]
+        + [worth[a].alias(f"_value_{a}") for a in book],
+    ).drop(renamed.values())
+
+
+def _chosen_value(book: dict, columns: list[str]) -> list[pl.Expr]:
+    """cost, expected_value, net_value and retention_uplift of each row's chosen ``action``."""
+    names = list(book)
+
+    def pick(prefix: str) -> pl.Expr:
+        out = pl.lit(None, dtype=pl.Float64)
+        for a in names:
+            out = pl.when(pl.col("action") == a).then(pl.col(f"{prefix}{a}")).otherwise(out)
+        return out
+
+    cost = pl.col("action").replace_strict(names, [book[a].cost for a in names],
+                                           return_dtype=pl.Float64)
+    return [cost.alias("cost"), pick("_value_").alias("expected_value"),
+            (pick("_value_") - cost).alias("net_value"),
+            pick("_uplift_").alias("retention_uplift")]
+
+
+def _budget_reason(from_model: bool) -> pl.Expr:
+    """Why: the uplift model's prediction ("voucher: predicted +6.1 % retention, +41 kept, cost
+    10.00"), or the save rate's expectation with the risk that drives it."""
+    if from_model:
+        return pl.format("{}: predicted {} % retention, {} kept, cost {}",
+                         action_phrase(pl.col("action")),
+                         signed(pl.col("retention_uplift") * 100, percent=True),
+                         signed(pl.col("expected_value")), two_decimals(pl.col("cost")))
+    p, cltv = two_decimals(pl.col("churn_probability")), thousands(pl.col("cltv"))
+    return pl.format("{} risk ({}), CLTV {}: {} is expected to save {} for {}",
+                     pl.col("risk_band").fill_null("unknown"), p, cltv,
+                     action_phrase(pl.col("action")), _amount(pl.col("expected_value")),
+                     two_decimals(pl.col("cost")))
+
+
 def choose_actions(scores: pl.DataFrame | pl.LazyFrame,
-                   settings: DecisionSettings | None = None) -> PolicyResult:
-    """The configured policy (``settings.policy.kind``) at ``settings.policy.daily_budget``."""
+                   settings: DecisionSettings | None = None,
+                   uplift: pl.DataFrame | None = None,
+                   budget: float | None = None) -> PolicyResult:
+    """The configured policy (``settings.policy.kind``) at ``budget`` (default
+    ``settings.policy.daily_budget``); the budget policy values actions with ``uplift``
+    predictions when given (the rules ignore them)."""
     settings = DecisionSettings() if settings is None else settings
-    run = budget_policy if settings.policy.kind == "budget" else rule_policy
-    return run(scores, settings.actions, settings.policy, settings.bands,
-               budget=settings.policy.daily_budget)
+    budget = settings.policy.daily_budget if budget is None else budget
+    if settings.policy.kind == "budget":
+        return budget_policy(scores, settings.actions, settings.policy, settings.bands,
+                             budget=budget, uplift=uplift, value=settings.uplift.value)
+    return rule_policy(scores, settings.actions, settings.policy, settings.bands, budget=budget)
 
 
 # ---------------------------------------------------------------- helpers
@@ -218,7 +315,8 @@ def _priced(book: dict) -> list[pl.Expr]:
     rate = pl.col("action").replace_strict(names, [book[a].save_rate for a in names],
                                            return_dtype=pl.Float64)
     value = rate * pl.col("revenue_at_risk")
-    return [cost.alias("cost"), value.alias("expected_value"), (value - cost).alias("net_value")]
+    return [cost.alias("cost"), value.alias("expected_value"), (value - cost).alias("net_value"),
+            (rate * pl.col("churn_probability")).alias("retention_uplift")]
 
 
 def _amount(expr: pl.Expr) -> pl.Expr:

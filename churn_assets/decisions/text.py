@@ -45,3 +45,15 @@ def driver_suffix(columns: list[str]) -> pl.Expr:
         return pl.lit("")
     return pl.when(pl.col("driver_1").is_not_null()).then(
         pl.format("; main driver: {}", pl.col("driver_1"))).otherwise(pl.lit(""))
+
+
+def signed(expr: pl.Expr, percent: bool = False) -> pl.Expr:
+    """A signed amount for a reason: ``+6.1`` / ``-0.4`` (one decimal) when ``percent``; else
+    ``+41``, ``+1,240``, ``-3.50`` (two decimals below 100, whole numbers with separators
+    above)."""
+    size = expr.abs()
+    text = (pl.format("{}.{}", (size * 10).round(0, mode="half_away_from_zero").cast(pl.Int64)
+                      // 10, (size * 10).round(0, mode="half_away_from_zero").cast(pl.Int64) % 10)
+            if percent else pl.when(size < 100).then(two_decimals(size)).otherwise(thousands(size)))
+    return pl.when(expr.is_null()).then(pl.lit("?")).when(expr < 0).then(
+        pl.format("-{}", text)).otherwise(pl.format("+{}", text))

@@ -206,6 +206,41 @@ def save_rate_updates(measured_uplift: pl.DataFrame, actions: ActionCatalogue | 
     return SaveRateUpdate(result, table)
 
 
+def policy_arm(measured: pl.DataFrame) -> pl.DataFrame:
+    """The rows of the policy's own treated-vs-control comparison: exploration rows (a random
+    arm over all eligible customers, another population) left out. Rows written before the
+    experiment columns existed are the policy's."""
+    if "assignment" not in measured.columns:
+        return measured
+    return measured.filter(pl.col("assignment").fill_null("policy") == "policy")
+
+
+def explore_arm_uplift(measured: pl.DataFrame, confidence: float = 0.95) -> pl.DataFrame:
+    """``uplift`` per action from the exploration rows alone: each action's random arm against
+    the random no-action arm, over all eligible customers (empty without exploration rows)."""
+    from churn_assets.decisions.experiment import NO_ACTION
+
+    if "assignment" not in measured.columns:
+        return pl.DataFrame()
+    explored = measured.filter(pl.col("assignment") == "explore")
+    untreated = explored.filter(pl.col("action") == NO_ACTION)
+    actions = sorted(set(explored["action"].to_list()) - {NO_ACTION})
+    if not actions or untreated.is_empty():
+        return pl.DataFrame()
+    arms = pl.concat([
+        pl.concat([explored.filter(pl.col("action") == a),
+                   untreated.with_columns(action=pl.lit(a))]) for a in actions])
+    return uplift(arms, by=("action",), confidence=confidence)
+
+
+def control_retention(measured: pl.DataFrame) -> float | None:
+    """Share of the untreated rows (control and explored without action) that were retained."""
+    if measured.is_empty():
+        return None
+    value = measured.filter(pl.col("control"))["retained"].cast(pl.Float64).mean()
+    return None if value is None else float(value)
+
+
 def _series(name: str, values: np.ndarray) -> pl.Series:
     return pl.Series(name, values, dtype=pl.Float64).fill_nan(None)
 

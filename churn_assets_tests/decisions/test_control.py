@@ -88,7 +88,7 @@ def test_crm_feed_shape():
     assert feed.schema == pl.Schema(FEED_SCHEMA)
     assert feed.height == decided.height
     assert feed["campaign_id"].str.contains(
-        r"^RET-(discount_voucher|reengagement_email|loyalty_reward)-2026-03-02$").all()
+        r"^RET-(discount_voucher|reengagement_email|loyalty_reward|no_action)-2026-03-02$").all()
     assert (feed.filter("control")["cost"] == 0).all()
     assert feed.filter(~pl.col("control"))["cost"].min() > 0
     assert feed["cost"].sum() == pytest.approx(decided.filter("treated")["cost"].sum())
