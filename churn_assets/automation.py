@@ -85,6 +85,24 @@ def build_scoring_schedule(settings: Settings, job) -> dg.ScheduleDefinition:
     return daily_scoring
 
 
+def build_outcomes_schedule(settings: Settings, job) -> dg.ScheduleDefinition:
+    @dg.schedule(
+        name="daily_outcomes",
+        cron_schedule=settings.scoring.schedule_cron,
+        execution_timezone="UTC",
+        job=job,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Every morning: the campaign day whose outcome window has just arrived, so "
+        "the uplift model learns as the loop runs.",
+    )
+    def daily_outcomes(context: dg.ScheduleEvaluationContext):
+        day = (context.scheduled_execution_time.date() - timedelta(days=1)
+               - timedelta(days=settings.scoring.outcome_window_days)).isoformat()
+        return dg.RunRequest(run_key=f"outcomes-{day}", partition_key=day)
+
+    return daily_outcomes
+
+
 TRAINING_JOB = "churn_training"
 MODEL_KEYS = [t.key for t in catalog.MODEL_TABLES]
 
@@ -93,8 +111,9 @@ def build_training_job():
     return dg.define_asset_job(
         TRAINING_JOB,
         selection=dg.AssetSelection.assets(*MODEL_KEYS),
-        description="Train, evaluate and register the churn model (gated) and refit CLTV. "
-        "Launch it from the UI for an on-demand retraining.",
+        description="Train, evaluate and register the churn model (gated), refit CLTV, and "
+        "retrain the uplift model on the measured experiments (gated). Launch it from the UI "
+        "for an on-demand retraining.",
     )
 
 

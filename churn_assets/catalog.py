@@ -180,6 +180,15 @@ CLTV_MODEL = Table(
     "window and comparing with the revenue that followed.",
     "churn", DATA_SCIENCE, kinds_always=("scipy", "mlflow"), stored=False,
 )
+UPLIFT_MODEL = Table(
+    "ml", "uplift_model", None,
+    "Per customer and action, the predicted uplift on retention and on revenue over the outcome "
+    "window: an X-learner on LightGBM fitted on the randomized decision rows whose window has "
+    "closed, weighted by their logged propensities; registered as uplift_model and promoted to "
+    "@champion only when its held-out Qini beats random targeting and ranking by churn risk. "
+    "Until then the budget policy values actions with save rates.",
+    "retention", DATA_SCIENCE, kinds_always=("lightgbm", "mlflow"), stored=False,
+)
 # Not an asset: the feature distribution the drift check compares scores against.
 TRAINING_REFERENCE = Table(
     "ml", "training_reference", None,
@@ -201,7 +210,9 @@ ACTIONS = Table(
     "decisions", "actions", SNAPSHOT_DATE,
     "The CRM feed: one row per selected customer (policy and daily budget from [decisions] in "
     "settings.toml) with campaign, action, cost, expected value, control flag (selected but "
-    "never treated) and reason.",
+    "never treated), reason, and the experiment: assignment (policy or explore), randomized, "
+    "propensity, and what the policy and the rules would have chosen. The budget policy values "
+    "actions with the uplift_model champion when one exists.",
     "retention", RETENTION,
 )
 WHALES = Table(
@@ -213,14 +224,15 @@ OUTCOMES = Table(
     "decisions", "outcomes", SNAPSHOT_DATE,
     "Per campaign day and fed customer: retained (a paid order) and revenue in the outcome window "
     "after the decision ([scoring] outcome_window_days), treated and control alike; with the "
-    "uplift per action (and its 95% interval) in the metadata. Materializable once that window "
-    "has arrived.",
+    "uplift per action (and its 95% interval) in the metadata, and an off-policy evaluation of "
+    "the policy, the rules and no action. Materializable once that window has arrived; the "
+    "daily_outcomes schedule measures each day as soon as it has.",
     "retention", RETENTION,
 )
 
 GOLD_TABLES = (DAILY_ACTIVITY, ORDER_CATEGORIES, CUSTOMER_STATE, CUSTOMER_CATEGORIES,
                CUSTOMER_FEATURES, CHURN_LABELS)
-MODEL_TABLES = (CHURN_MODEL, CLTV_MODEL)
+MODEL_TABLES = (CHURN_MODEL, CLTV_MODEL, UPLIFT_MODEL)
 DECISION_TABLES = (ACTIONS, WHALES)
 
 TABLES: tuple[Table, ...] = (

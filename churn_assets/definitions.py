@@ -11,6 +11,7 @@ from churn_assets.assets.gold import build_gold_assets
 from churn_assets.assets.model import build_model_assets
 from churn_assets.assets.scores import build_scores_asset
 from churn_assets.assets.silver import build_silver_assets
+from churn_assets.assets.uplift import build_uplift_asset
 from churn_assets.automation import (
     build_daily_job,
     build_deadline_checks,
@@ -18,6 +19,7 @@ from churn_assets.automation import (
     build_labels_job,
     build_landing_sensor,
     build_outcomes_job,
+    build_outcomes_schedule,
     build_scoring_job,
     build_scoring_schedule,
     build_training_job,
@@ -46,19 +48,22 @@ def build_definitions(
     bronze = catalog.label(build_bronze_assets(partitions_def), env, settings)
     silver = catalog.label(build_silver_assets(partitions_def, settings), env, settings)
     gold = catalog.label(build_gold_assets(partitions_def, settings), env, settings)
-    models = catalog.label(build_model_assets(settings), env, settings)
+    models = catalog.label([*build_model_assets(settings), build_uplift_asset(settings)],
+                           env, settings)
     scoring = catalog.label([build_scores_asset(partitions_def, settings),
                              *build_decision_assets(partitions_def, settings)], env, settings)
     scoring_job = build_scoring_job()
     deadline_checks = build_deadline_checks(settings)
     training = build_training_job()
+    outcomes_job = build_outcomes_job()
     return dg.Definitions(
         assets=[*bronze, *silver, *gold, *models, *scoring],
         asset_checks=deadline_checks,
         jobs=[build_daily_job(deadline_checks), build_labels_job(), training, scoring_job,
-              build_outcomes_job()],
+              outcomes_job],
         schedules=[build_training_schedule(settings, training),
-                   build_scoring_schedule(settings, scoring_job)],
+                   build_scoring_schedule(settings, scoring_job),
+                   build_outcomes_schedule(settings, outcomes_job)],
         sensors=[
             build_landing_sensor(partitions_def, bronze),
             build_deadline_sensor(deadline_checks),

@@ -17,6 +17,7 @@ from churn_assets.assets.common import last_arrival, markdown_preview, on_upstre
 from churn_assets.decisions import crm_feed, decide, measure, outcomes_from_activity, whale_list
 from churn_assets.decisions.experiment import power_warning
 from churn_assets.decisions.feed import EXPERIMENT_COLUMNS
+from churn_assets.decisions.ope import off_policy_values, verdict
 from churn_assets.decisions.uplift import (
     control_retention,
     explore_arm_uplift,
@@ -24,6 +25,8 @@ from churn_assets.decisions.uplift import (
     save_rate_updates,
     uplift,
 )
+from churn_assets.ml.uplift import UpliftModel
+from churn_assets.resources.mlflow import MlflowResource
 from churn_assets.resources.store import DateWindow, TableStore
 from churn_assets.settings import Settings
 from churn_assets.transforms.contracts import PARTITION_COLUMN as ARRIVAL
@@ -33,6 +36,8 @@ ACTIONS_KEY, WHALES_KEY, OUTCOMES_KEY = (t.key for t in (catalog.ACTIONS, catalo
 SCORES, SCORES_KEY = catalog.SCORES.full_name, catalog.SCORES.key
 ACTIVITY, SNAPSHOT = catalog.DAILY_ACTIVITY.full_name, catalog.SNAPSHOT_DATE
 PAYMENTS = catalog.silver("payments").full_name
+OPE_CHECK = "off_policy_value"
+FEATURES = catalog.CUSTOMER_FEATURES.full_name
 DECIDED_EXTRA = ("policy", "treated", "risk_band", "churn_probability", "cltv",
                  "revenue_at_risk", "net_value", "model_version", "retention_uplift",
                  *EXPERIMENT_COLUMNS)
@@ -54,6 +59,18 @@ def learned_settings(store: TableStore, settings: Settings, before: date
     return settings.model_copy(update={"decisions": decisions}), update.table
 
 
+def ope_result(measured: pl.DataFrame) -> dg.AssetCheckResult:
+    values = off_policy_values(measured)
+    passed, text = verdict(values)
+    return dg.AssetCheckResult(
+        check_name=OPE_CHECK, passed=passed, severity=dg.AssetCheckSeverity.WARN,
+        description=text,
+        metadata={"values": dg.MetadataValue.md(markdown_preview(values, rows=10))
+                  if values.height else "no exploration rows measured yet",
+                  **{f"{r['estimate']}_per_customer": round(r["value_per_customer"], 4)
+                     for r in values.iter_rows(named=True)}})
+
+
 def with_experiment_columns(feed: pl.DataFrame) -> pl.DataFrame:
     """A decisions frame with the experiment columns; a table written before they existed
     reads as not randomized (null propensity), so no learner mistakes it for an experiment."""
@@ -67,6 +84,15 @@ def with_experiment_columns(feed: pl.DataFrame) -> pl.DataFrame:
     return feed.with_columns(expr.alias(name) for name, expr in defaults.items()
                              if name not in feed.columns).with_columns(
         pl.col("randomized").fill_null(False))
+
+
+def predicted_uplift(store: TableStore, model: UpliftModel, eligible: pl.DataFrame, day: date
+                     ) -> pl.DataFrame:
+    """The uplift model's predictions for the day's eligible customers, from the same gold
+    feature rows their scores came from."""
+    features = to_polars(store.read(FEATURES, DateWindow.day(day), SNAPSHOT)).join(
+        eligible.select("customer_id"), on="customer_id", how="semi")
+    return model.predict(features)
 
 
 def measured_control_retention(store: TableStore, before: date) -> float | None:
@@ -102,7 +128,10 @@ def build_decision_assets(partitions_def, settings: Settings) -> list[dg.AssetsD
         specs=[
             dg.AssetSpec(
                 ACTIONS_KEY,
-                deps=[dg.AssetDep(SCORES_KEY, partition_mapping=lookback)],
+                # The uplift champion is loaded from MLflow, not a dependency: the model learns
+                # from outcomes of these very decisions, so a dependency would be a cycle.
+                deps=[dg.AssetDep(SCORES_KEY, partition_mapping=lookback),
+                      catalog.CUSTOMER_FEATURES.key],
                 metadata={"policy": policy.kind, "daily_budget": policy.daily_budget},
             ),
             dg.AssetSpec(
@@ -113,17 +142,24 @@ def build_decision_assets(partitions_def, settings: Settings) -> list[dg.AssetsD
         partitions_def=partitions_def,
         backfill_policy=dg.BackfillPolicy.single_run(),
     )
-    def decisions_daily(context: dg.AssetExecutionContext, store: TableStore):
+    def decisions_daily(context: dg.AssetExecutionContext, store: TableStore,
+                        mlflow: MlflowResource):
         window = DateWindow.from_time_window(context.partition_time_window)
         since = DateWindow(window.start - timedelta(days=policy.rising_risk_days), window.end)
         scores = to_polars(store.read(SCORES, since, SNAPSHOT))
         learned, changes = learned_settings(store, settings, window.start)
+        champion = mlflow.load_uplift_champion() if policy.kind == "budget" else None
+        value_source = (f"uplift_model v{champion[1]}" if champion else
+                        "save rates" + (" (measured where trustworthy)" if changes.height
+                                        else " (configured)"))
         retention = measured_control_retention(store, window.start)
         days, plans, fed, whales = [], [], 0, 0
         for day in window.days:
             today = scores.filter(pl.col(SNAPSHOT) == day)
-            decided = decide(today.join(recently_selected(store, day, policy.cooldown_days),
-                                        on="customer_id", how="anti"), learned.decisions,
+            eligible = today.join(recently_selected(store, day, policy.cooldown_days),
+                                  on="customer_id", how="anti")
+            predicted = predicted_uplift(store, champion[0], eligible, day) if champion else None
+            decided = decide(eligible, learned.decisions, uplift=predicted,
                              window_days=settings.scoring.outcome_window_days,
                              retention=retention)
             feed = crm_feed(decided.decisions).join(
@@ -151,6 +187,7 @@ def build_decision_assets(partitions_def, settings: Settings) -> list[dg.AssetsD
         yield dg.MaterializeResult(asset_key=ACTIONS_KEY, metadata={
             "dagster/row_count": fed,
             "policy": policy.kind,
+            "actions_valued_with": value_source if policy.kind == "budget" else "band rules",
             "daily_budget": policy.daily_budget,
             "selection": budget_note(policy.daily_budget, fed),
             "max_committed_per_day": round(committed, 2),
@@ -190,6 +227,12 @@ def build_outcomes_asset(partitions_def, settings: Settings) -> dg.AssetsDefinit
         partitions_def=partitions_def,
         backfill_policy=dg.BackfillPolicy.single_run(),
         automation_condition=on_upstream_change(),
+        check_specs=[dg.AssetCheckSpec(
+            OPE_CHECK, asset=OUTCOMES_KEY,
+            description="Off-policy evaluation on every measured exploration row: the value "
+            "per eligible customer of the configured policy, of the band rules and of no "
+            "action (inverse propensity, 95% interval); warns when the policy is worse than "
+            "either.")],
     )
     def campaign_outcomes(context: dg.AssetExecutionContext, store: TableStore):
         window = DateWindow.from_time_window(context.partition_time_window)
@@ -215,7 +258,7 @@ def build_outcomes_asset(partitions_def, settings: Settings) -> dg.AssetsDefinit
         per_action = uplift(policy_rows, by=("action",)) if policy_rows.height \
             else pl.DataFrame()
         explored = explore_arm_uplift(measured)
-        return dg.MaterializeResult(metadata={
+        yield dg.MaterializeResult(metadata={
             "dagster/row_count": measured.height,
             "outcome_window_days": days,
             "uplift_by_action": dg.MetadataValue.md(markdown_preview(
@@ -228,5 +271,6 @@ def build_outcomes_asset(partitions_def, settings: Settings) -> dg.AssetsDefinit
             if explored.height else "no exploration rows",
             "not_randomized_rows": int((~measured["randomized"].fill_null(False)).sum()),
         })
+        yield ope_result(to_polars(store.read(OUTCOMES)))
 
     return campaign_outcomes

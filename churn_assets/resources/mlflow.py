@@ -33,6 +33,10 @@ from churn_assets.ml.registry import load_champion as registry_champion
 from churn_assets.ml.registry import log_cltv as registry_log_cltv
 from churn_assets.ml.registry import log_training as registry_log
 from churn_assets.ml.registry import register as registry_register
+from churn_assets.ml.uplift import UpliftModel, UpliftTraining
+from churn_assets.ml.uplift_registry import LoggedUplift
+from churn_assets.ml.uplift_registry import load_uplift_champion as registry_uplift_champion
+from churn_assets.ml.uplift_registry import log_uplift as registry_log_uplift
 from churn_assets.settings import Paths
 
 
@@ -83,6 +87,15 @@ class MlflowResource(dg.ConfigurableResource):
     def champion_version(self) -> str | None:
         found = registry_champion_version(self.location(), self.model_name)
         return None if found is None else str(found)
+
+    def log_uplift(self, training: UpliftTraining, tags: dict[str, str] | None = None
+                   ) -> LoggedUplift:
+        """Log an uplift training (``uplift`` experiment) and register and gate its model."""
+        return registry_log_uplift(self.location(), training, tags)
+
+    def load_uplift_champion(self) -> tuple[UpliftModel, str] | None:
+        """The champion uplift model and its version; None before one passed its gate."""
+        return registry_uplift_champion(self.location())
 
     def load_champion(self, policy: GatePolicy | None = None) -> mlflow.pyfunc.PyFuncModel:
         """The champion pyfunc; ``NoChampionError`` (saying what to change, with ``policy``'s

@@ -32,7 +32,7 @@ LAST = START + timedelta(days=DAYS - 1)
 HORIZON = 10
 
 
-BUDGET = 25.0
+BUDGET = 100.0
 OUTCOME_DAYS = 10
 
 
@@ -40,7 +40,10 @@ def settings_toml(auc_floor: float) -> str:
     return (f"[labels]\nhorizon_days = {HORIZON}\n"
             f"[model]\ntraining_days = 40\nvalidation_days = 5\nauc_floor = {auc_floor}\n"
             f"[scoring]\noutcome_window_days = {OUTCOME_DAYS}\n"
-            f"[decisions.policy]\ndaily_budget = {BUDGET}\n")
+            f"[decisions.policy]\ndaily_budget = {BUDGET}\n"
+            # A tiny world: explore a lot, and fit an uplift model on a few hundred rows.
+            "[decisions.experiment]\nexplore_share = 0.3\nexplore_budget_share = 0.5\n"
+            "[decisions.uplift]\nmin_arm_rows = 20\nmin_holdout_arm = 5\n")
 
 
 def run(paths: Paths, job: str, instance, first: date | None = None, last: date | None = None):
@@ -314,3 +317,144 @@ def test_data_after_a_snapshot_day_changes_nothing_in_its_training_rows(world, i
                                 suffix="_before").filter(pl.col("churned") != pl.col("churned_before"))
     # Only the order inside (D, D + horizon] moves D's label, as a label should.
     assert changed["customer_id"].to_list() == [inside]
+
+
+# ---------------------------------------------------------------- the experiment and uplift
+
+
+def measure_outcomes(paths: Paths, instance):
+    measurable = LAST - timedelta(days=OUTCOME_DAYS)
+    result = run(paths, OUTCOMES_JOB, instance, SCORED_FROM, measurable)
+    assert result.success, [e.message for e in result.all_events if e.is_failure]
+    return result
+
+
+def test_every_decision_row_records_its_experiment(scored):
+    paths, meta = scored
+    actions = lake(paths, "decisions.actions")
+    assert actions["assignment"].is_in(["policy", "explore"]).all()
+    assert actions["randomized"].null_count() == 0 and actions["propensity"].null_count() == 0
+    explored = actions.filter(pl.col("assignment") == "explore")
+    assert explored.height > 0 and (explored["propensity"] == 0.25).all()
+    assert set(explored["action"]) <= {"discount_voucher", "reengagement_email",
+                                       "loyalty_reward", "no_action"}
+    policy = actions.filter(pl.col("assignment") == "policy")
+    assert ((policy["propensity"] > 0) & (policy["propensity"] < 1)).all()
+    info = meta["decisions/actions"]
+    assert "mde" in info["power"] and "target_mde" in info["power"]
+    assert info["explored_customers"] == explored.height
+    assert info["actions_valued_with"] == "save rates (configured)"
+
+
+def test_outcomes_carry_the_experiment_and_evaluate_the_policies_off_policy(scored, instance):
+    paths, _ = scored
+    result = measure_outcomes(paths, instance)
+    outcomes = lake(paths, "decisions.outcomes")
+    assert outcomes["propensity"].null_count() == 0
+    (ope,) = [e for e in result.get_asset_check_evaluations()
+              if e.check_name == "off_policy_value"]
+    values = {k: v.value for k, v in ope.metadata.items()}
+    explored = outcomes.filter(pl.col("assignment") == "explore")
+    # No action's value is the untreated explorers' mean net revenue over their arm share.
+    untreated = explored.filter(pl.col("action") == "no_action")
+    assert values["no_action_per_customer"] == pytest.approx(
+        untreated["revenue"].sum() * 4 / explored.height, abs=1e-3)
+    assert "policy" in ope.description and "rules" in ope.description
+
+
+def test_the_uplift_model_trains_on_measured_experiments_and_is_gated(scored, instance):
+    paths, _ = scored
+    measure_outcomes(paths, instance)
+    result = run(paths, TRAINING_JOB, instance)
+    assert result.success
+    meta = {k: v.value for e in result.get_asset_materialization_events()
+            if e.materialization.asset_key == dg.AssetKey(["ml", "uplift_model"])
+            for k, v in e.materialization.metadata.items()}
+    outcomes = lake(paths, "decisions.outcomes")
+    assert meta["training_rows"] == outcomes.height
+    assert meta["not_randomized_rows_excluded"] == 0
+    (gate,) = [e for e in result.get_asset_check_evaluations() if e.check_name == "uplift_gate"]
+    assert "Qini" in (gate.description or "") or "needs" in (gate.description or "")
+    MlflowLocation.under(paths.mlflow, "uplift").activate()
+    runs = mlflow.search_runs(experiment_names=["uplift"])
+    assert len(runs) == 1
+    if gate.passed:
+        assert meta["policy_values_actions_with"].startswith("uplift_model v")
+    else:
+        assert meta["policy_values_actions_with"].startswith("save rates")
+
+
+def test_a_decisions_table_without_propensities_is_not_training_data(scored, instance):
+    paths, _ = scored
+    table = str(paths.lake / "decisions" / "actions")
+    legacy = pl.read_delta(table).drop("assignment", "randomized", "propensity",
+                                       "policy_action", "rules_action")
+    legacy.write_delta(table, mode="overwrite", delta_write_options={"schema_mode": "overwrite"})
+    result = measure_outcomes(paths, instance)
+    meta = {k: v.value for e in result.get_asset_materialization_events()
+            for k, v in e.materialization.metadata.items()}
+    outcomes = lake(paths, "decisions.outcomes")
+    assert meta["not_randomized_rows"] == outcomes.height
+    training = run(paths, TRAINING_JOB, instance)
+    uplift = {k: v.value for e in training.get_asset_materialization_events()
+              if e.materialization.asset_key == dg.AssetKey(["ml", "uplift_model"])
+              for k, v in e.materialization.metadata.items()}
+    assert uplift["not_randomized_rows_excluded"] == outcomes.height
+    assert uplift["training_rows"] == 0
+    assert uplift["status"] == "not trained: too few outcomes"
+    assert uplift["policy_values_actions_with"].startswith("save rates")
+    assert uplift["outcomes_needed"] == {a: 20 for a in (
+        "discount_voucher", "reengagement_email", "loyalty_reward", "no_action")}
+
+
+def test_decisions_follow_the_uplift_champion(scored, instance):
+    from churn_assets.decisions.config import ACTIONS
+    from churn_assets.ml.uplift import UpliftGate, train_uplift
+    from churn_assets.ml.uplift_registry import log_uplift
+
+    paths, _ = scored
+    measure_outcomes(paths, instance)
+    outcomes = lake(paths, "decisions.outcomes")
+    features = pl.read_delta(str(paths.lake / "gold" / "customer_features"))
+    training = train_uplift(outcomes, campaign_features_from(features, outcomes), list(ACTIONS))
+    if training.model is None:  # the tiny world's arms: fit with a lower bar
+        from churn_assets.ml.uplift import UpliftTrainingConfig
+        training = train_uplift(outcomes, campaign_features_from(features, outcomes),
+                                list(ACTIONS), UpliftTrainingConfig(min_arm_rows=1))
+    assert training.model is not None
+    # Whatever the tiny world's Qini, promote it here: this test is about the decisions.
+    training.decision = UpliftGate(True, ("promoted by the test",), 0.1, 0.0)
+    logged = log_uplift(MlflowLocation.under(paths.mlflow), training)
+    assert logged.promoted and logged.champion == logged.version
+
+    result = run(paths, SCORING_JOB, instance, LAST, LAST)
+    assert result.success
+    meta = {e.materialization.asset_key.to_user_string(): {
+        k: v.value for k, v in e.materialization.metadata.items()}
+        for e in result.get_asset_materialization_events()}
+    assert meta["decisions/actions"]["actions_valued_with"] == f"uplift_model v{logged.version}"
+    today = lake(paths, "decisions.actions").filter(
+        (pl.col("snapshot_date") == LAST) & (pl.col("assignment") == "policy"))
+    assert today.height > 0
+    assert today["reason"].str.contains(r": predicted [+-]\d+\.\d % retention, [+-]").all()
+    # The valuation is the champion's prediction x CLTV.
+    assert (today["expected_value"] - today["retention_uplift"] * today["cltv"]).abs().max() < 1e-6
+
+
+def test_a_budget_of_zero_decides_nobody_and_says_so(scored, instance):
+    paths, _ = scored
+    paths.settings_file.write_text(settings_toml(0.5).replace(
+        f"daily_budget = {BUDGET}", "daily_budget = 0.0"))
+    result = run(paths, SCORING_JOB, instance, LAST, LAST)
+    assert result.success
+    meta = {e.materialization.asset_key.to_user_string(): {
+        k: v.value for k, v in e.materialization.metadata.items()}
+        for e in result.get_asset_materialization_events()}
+    assert meta["decisions/actions"]["dagster/row_count"] == 0
+    assert "daily_budget is 0" in meta["decisions/actions"]["selection"]
+    assert lake(paths, "decisions.actions").filter(pl.col("snapshot_date") == LAST).is_empty()
+
+
+def campaign_features_from(features: pl.DataFrame, outcomes: pl.DataFrame) -> pl.DataFrame:
+    return features.join(outcomes.select("customer_id", "snapshot_date").unique(),
+                         on=["customer_id", "snapshot_date"], how="semi")
