@@ -287,7 +287,10 @@ def _train(defs, instance) -> bool:
         return False
     for event in result.get_asset_materialization_events():
         meta = {k: v.value for k, v in event.materialization.metadata.items()}
-        if "model_version" in meta:
+        if event.materialization.asset_key.path == ["ml", "uplift_model"]:
+            print(f"  uplift_model: {meta.get('status')}; actions are valued with "
+                  f"{meta.get('policy_values_actions_with')}")
+        elif "model_version" in meta:
             print(f"  churn_model v{meta['model_version']}: validation ROC-AUC "
                   f"{meta.get('val_roc_auc')} (baseline {meta.get('baseline_val_roc_auc')}), "
                   f"ECE {meta.get('val_ece')}; gate: {meta.get('gate')}")
