@@ -20,7 +20,7 @@ from churn_assets.decisions.experiment import (
 )
 from churn_assets.decisions.feed import DECIDED_SCHEMA
 from churn_assets.decisions.policy import budget_policy, choose_actions
-from churn_assets_tests.test_decisions_policy import DAY, random_scores
+from churn_assets_tests.decisions.test_policy import DAY, random_scores
 
 
 def settings(budget: float = 2000.0, explore: float = 0.05, explore_budget: float = 0.5,
