@@ -114,13 +114,25 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def _decided_actions(paths):
+    """The pipeline's treated decisions as simulator actions, read through the store of
+    ``CHURN_ENV``; the number of control rows left out; and where the table is."""
+    from churn_assets import catalog
+    from churn_assets.resources import build_resources, environment
+    from churn_assets.simulator.loop import decided_actions
+    from churn_assets.steps.reads import read_table
+
+    store = build_resources(environment(), paths)["store"]
+    table = catalog.ACTIONS.full_name
+    actions, controls = decided_actions(read_table(store, table), store.location(table))
+    return actions, controls, store.location(table)
+
+
 def _simulate(args: argparse.Namespace) -> int:
     from churn_assets.settings import DOMAINS, Paths
     from churn_assets.simulator import DirtConfig, SimConfig, simulate
     from churn_assets.simulator.loop import (
-        actions_table,
         check_same_history,
-        decided_actions,
         executed_through,
         read_stamp,
         simulation_stamp,
@@ -151,9 +163,9 @@ def _simulate(args: argparse.Namespace) -> int:
     paths = Paths.from_env()
     actions = None
     if args.apply_actions:
-        actions, controls = decided_actions(paths)
+        actions, controls, where = _decided_actions(paths)
         due = executed_through(actions, until)
-        print(f"applying {due:,} retention actions from {actions_table(paths)} through {until} "
+        print(f"applying {due:,} retention actions from {where} through {until} "
               f"({controls:,} control rows left out; {actions.height - due:,} wait for a later "
               "--until); a decision of day D is executed on day D+1")
     # The stamp names the world, how far it went and the actions applied: repeating a command is
@@ -310,10 +322,10 @@ def _sql(args: argparse.Namespace) -> int:
     import polars as pl
 
     from churn_assets import catalog
-    from churn_assets.assets.common import to_polars
     from churn_assets.decisions.sql import QUESTIONS, TABLES, ask, register_tables
     from churn_assets.resources import build_resources, environment
     from churn_assets.settings import Paths
+    from churn_assets.steps.reads import to_polars
 
     paths = Paths.from_env()
     # The environment's own store (CHURN_ENV), so the answers come from the tables the graph
@@ -350,6 +362,7 @@ def _sql(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from churn_assets.lab.evaluate import pipeline_report
     from churn_assets.ml.churn_model import ChurnTrainingConfig
+    from churn_assets.resources import build_resources, environment
     from churn_assets.settings import Paths, load_settings
 
     paths = Paths.from_env()
@@ -362,7 +375,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     config = ChurnTrainingConfig(validation_days=settings.model.validation_days,
                                  calibration=settings.model.calibration,
                                  horizon_days=settings.labels.horizon_days)
-    report = pipeline_report(paths, settings.labels.horizon_days, settings.model.training_days,
+    store = build_resources(environment(), paths, settings)["store"]
+    report = pipeline_report(paths, store, settings.labels.horizon_days, settings.model.training_days,
                              config)
     paths.reports.mkdir(parents=True, exist_ok=True)
     out = paths.reports / "model_evaluation.json"

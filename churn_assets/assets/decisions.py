@@ -13,7 +13,7 @@ import dagster as dg
 import polars as pl
 
 from churn_assets import catalog
-from churn_assets.assets.common import last_arrival, markdown_preview, on_upstream_change, to_polars
+from churn_assets.assets.common import markdown_preview, on_upstream_change
 from churn_assets.decisions import crm_feed, decide, measure, outcomes_from_activity, whale_list
 from churn_assets.decisions.experiment import power_warning
 from churn_assets.decisions.feed import EXPERIMENT_COLUMNS
@@ -29,6 +29,7 @@ from churn_assets.ml.uplift import UpliftModel
 from churn_assets.resources.mlflow import MlflowResource
 from churn_assets.resources.store import DateWindow, TableStore
 from churn_assets.settings import Settings
+from churn_assets.steps.reads import last_arrival, to_polars
 from churn_assets.transforms.contracts import PARTITION_COLUMN as ARRIVAL
 
 ACTIONS, WHALES, OUTCOMES = (t.full_name for t in (catalog.ACTIONS, catalog.WHALES, catalog.OUTCOMES))

@@ -1,33 +1,23 @@
 """Gold: point-in-time customer features, the incremental state behind them, and churn labels.
 
-Day D of ``gold/customer_features`` is computed from day D-1's ``gold/customer_state`` plus what
-became visible on D (``transforms/gold.py`` says exactly what that is), so a day costs the same at
-day 30 as at day 365. When D-1's state is missing (a first run that starts mid-history, or a
-deleted partition) the state is rebuilt from all history instead; both paths give the same rows.
-
-Reads are bounded by the silver check ``event_time_not_after_arrival``: no row is dated more
-than ``max_days_ahead`` after it arrived, so what becomes visible on D arrived in
-``[D - max_days_ahead, D]`` and the 90-day windows arrived in ``[D - 90 - max_days_ahead, D]``.
-That check is blocking: gold never runs on rows that would break this bound.
+Day D of ``gold/customer_features`` continues from day D-1's ``gold/customer_state``: the day
+loop is ``steps/gold.py``, the fold it runs is ``transforms/gold.py``. Its reads are bounded by
+the silver check ``event_time_not_after_arrival``, which is blocking: gold never runs on rows
+that would break that bound.
 """
 
 
-from datetime import date, timedelta
+from datetime import timedelta
 
 import dagster as dg
 import narwhals as nw
 
 from churn_assets import catalog
-from churn_assets.assets.common import (
-    CHUNK_DAYS,
-    chunks,
-    first_arrival,
-    last_arrival,
-    markdown_preview,
-    on_upstream_change,
-)
+from churn_assets.assets.common import markdown_preview, on_upstream_change
 from churn_assets.resources.store import DateWindow, TableStore
-from churn_assets.settings import DOMAINS, Settings
+from churn_assets.settings import Settings
+from churn_assets.steps.gold import reach_days, write_feature_days
+from churn_assets.steps.reads import CHUNK_DAYS, chunks, last_arrival
 from churn_assets.transforms import gold, labels
 from churn_assets.transforms.contracts import PARTITION_COLUMN as ARRIVAL
 from churn_assets.transforms.engine import materialize
@@ -81,7 +71,7 @@ def build_activity_asset(partitions_def, settings: Settings) -> dg.AssetsDefinit
 
 def build_features_asset(partitions_def, settings: Settings) -> dg.AssetsDefinition:
     ahead = settings.checks.max_days_ahead
-    reach = gold.LONGEST_WINDOW_DAYS + ahead
+    reach = reach_days(ahead)
     partition_start = partitions_def.start.date()
     previous_day = _window_mapping(1, -1)
 
@@ -119,51 +109,20 @@ def build_features_asset(partitions_def, settings: Settings) -> dg.AssetsDefinit
     )
     def _features(context: dg.AssetExecutionContext, store: TableStore):
         window = DateWindow.from_time_window(context.partition_time_window)
-        first_arrivals = {d: first_arrival(store, silver_table(d)) for d in DOMAINS}
-        state, rebuilt = None, []
-        for chunk in chunks(window, CHUNK_DAYS):
-            # One read per chunk: the days' slices are cut from these in memory.
-            activity = _read(store, ACTIVITY, chunk, reach)
-            categories = _read(store, CATEGORIES, chunk, ahead)
-            customers = _read(store, silver_table("customers"), chunk, ahead)
-            tickets = _read(store, silver_table("tickets"), chunk, reach)
-            for day in chunk.days:
-                if state is None and day > partition_start:
-                    state = _stored_state(store, day - timedelta(days=1))
-                if state is None and day > partition_start:
-                    rebuilt.append(day.isoformat())
-                    log = context.log.warning if store.exists(STATE) else context.log.info
-                    log(f"no customer state for {day - timedelta(days=1)}: building {day}'s "
-                        "from all history")
-                    state = _rebuilt_state(store, day)
-                else:
-                    state = gold.advance_state(
-                        state, _arrived(activity, day, ahead), _arrived(categories, day, ahead),
-                        _arrived(customers, day, ahead), day)
-                state = gold.CustomerState(*(materialize(nw.from_native(f)).to_native()
-                                             for f in state))
-                absent = {d for d, first in first_arrivals.items() if first is None or first > day}
-                features = gold.features(
-                    state, _arrived(activity, day, reach), _arrived(tickets, day, reach), day,
-                    absent)
-                one_day = DateWindow.day(day)
-                store.replace_window(STATE, state.profiles, one_day, SNAPSHOT)
-                store.replace_window(STATE_CATEGORIES, state.categories, one_day, SNAPSHOT)
-                store.replace_window(FEATURES, features, one_day, SNAPSHOT)
-                state = _written_state(store, day)
-            context.log.info(f"gold features {chunk} written")
+        written = write_feature_days(store, window, partition_start, ahead, log=context.log)
+        last_day = window.end - timedelta(days=1)
 
         yield dg.MaterializeResult(asset_key=catalog.CUSTOMER_STATE.key, metadata={
             "dagster/row_count": store.count_rows(STATE, window, SNAPSHOT),
-            "rebuilt_from_history": rebuilt})
+            "rebuilt_from_history": written.rebuilt_from_history})
         yield dg.MaterializeResult(asset_key=catalog.CUSTOMER_CATEGORIES.key, metadata={
             "dagster/row_count": store.count_rows(STATE_CATEGORIES, window, SNAPSHOT)})
         yield dg.MaterializeResult(asset_key=catalog.CUSTOMER_FEATURES.key, metadata={
             "dagster/row_count": store.count_rows(FEATURES, window, SNAPSHOT),
-            "absent_domains_on_last_day": sorted(absent),
+            "absent_domains_on_last_day": sorted(written.absent_domains_on_last_day),
             "location": dg.MetadataValue.path(store.location(FEATURES)),
             "preview": dg.MetadataValue.md(
-                markdown_preview(store.read(FEATURES, DateWindow.day(day), SNAPSHOT))),
+                markdown_preview(store.read(FEATURES, DateWindow.day(last_day), SNAPSHOT))),
         })
 
     return _features
@@ -225,47 +184,6 @@ def build_labels_asset(partitions_def, settings: Settings) -> dg.AssetsDefinitio
         })
 
     return churn_labels
-
-
-def _read(store: TableStore, table: str, chunk: DateWindow, days_before: int):
-    window = DateWindow(chunk.start - timedelta(days=days_before), chunk.end)
-    return materialize(nw.from_native(store.read(table, window, ARRIVAL))).to_native()
-
-
-def _arrived(frame, day: date, days_before: int):
-    """Rows of a chunk's read that arrived in ``[day - days_before, day]``."""
-    start = nw.lit(day - timedelta(days=days_before), dtype=nw.Date())
-    return nw.from_native(frame).filter(
-        (nw.col(ARRIVAL) >= start) & (nw.col(ARRIVAL) <= nw.lit(day, dtype=nw.Date()))
-    ).to_native()
-
-
-def _stored_state(store: TableStore, day: date) -> gold.CustomerState | None:
-    """The state stored for ``day``, or ``None`` when there is none to continue from."""
-    if not (store.exists(STATE) and store.exists(STATE_CATEGORIES)):
-        return None
-    state = _written_state(store, day)
-    return state if nw.from_native(state.profiles).select(nw.len()).collect().item() else None
-
-
-def _written_state(store: TableStore, day: date) -> gold.CustomerState:
-    """The state just written for ``day``, read back to start ``day + 1`` from.
-
-    Continuing from the stored table rather than the computed frame keeps each day's plan
-    the same size on Spark: a checkpoint cuts the lineage but keeps the plan's size estimate,
-    and chained joins multiply it, so by day ~25 estimating it alone exhausted the heap. Read
-    back, the estimate is the files' size again. It is also the state a later run starts from.
-    """
-    window = DateWindow.day(day)
-    return gold.CustomerState(*(materialize(nw.from_native(store.read(t, window, SNAPSHOT)))
-                                .to_native() for t in (STATE, STATE_CATEGORIES)))
-
-
-def _rebuilt_state(store: TableStore, day: date) -> gold.CustomerState:
-    everything = DateWindow(date(1970, 1, 1), day + timedelta(days=1))
-    return gold.customer_state_as_of(
-        store.read(ACTIVITY, everything, ARRIVAL), store.read(CATEGORIES, everything, ARRIVAL),
-        store.read(silver_table("customers"), everything, ARRIVAL), day)
 
 
 def build_gold_assets(partitions_def, settings: Settings) -> list[dg.AssetsDefinition]:

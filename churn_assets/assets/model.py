@@ -13,7 +13,7 @@ import dagster as dg
 import polars as pl
 
 from churn_assets import catalog
-from churn_assets.assets.common import column_bound, first_arrival, markdown_preview, to_polars
+from churn_assets.assets.common import markdown_preview
 from churn_assets.ml.churn_model import ChurnTrainingConfig, train_churn_model
 from churn_assets.ml.cltv import actual_revenue, evaluate_cltv, fit_cltv
 from churn_assets.ml.dataset import only_at_risk
@@ -21,6 +21,7 @@ from churn_assets.ml.gate import GatePolicy
 from churn_assets.resources.mlflow import MlflowResource
 from churn_assets.resources.store import DateWindow, TableStore
 from churn_assets.settings import Settings
+from churn_assets.steps.reads import column_bound, first_arrival, to_polars
 
 FEATURES, LABELS = catalog.CUSTOMER_FEATURES.full_name, catalog.CHURN_LABELS.full_name
 SNAPSHOT = catalog.SNAPSHOT_DATE

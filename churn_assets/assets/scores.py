@@ -16,7 +16,7 @@ import narwhals as nw
 import polars as pl
 
 from churn_assets import catalog
-from churn_assets.assets.common import CHUNK_DAYS, chunks, markdown_preview, to_polars
+from churn_assets.assets.common import markdown_preview
 from churn_assets.decisions.drift import population_stability
 from churn_assets.ml.cltv import CltvModel
 from churn_assets.ml.dataset import only_at_risk
@@ -25,6 +25,7 @@ from churn_assets.ml.registry import scoring_input
 from churn_assets.resources.mlflow import MlflowResource
 from churn_assets.resources.store import DateWindow, TableStore
 from churn_assets.settings import Settings
+from churn_assets.steps.reads import CHUNK_DAYS, chunks, to_polars
 from churn_assets.transforms.engine import map_frames
 
 SCORES, SCORES_KEY = catalog.SCORES.full_name, catalog.SCORES.key

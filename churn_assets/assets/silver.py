@@ -15,17 +15,12 @@ import dagster as dg
 import narwhals as nw
 
 from churn_assets import catalog
-from churn_assets.assets.common import (
-    CHUNK_DAYS,
-    chunks,
-    markdown_preview,
-    on_upstream_change,
-    outcome_result,
-)
+from churn_assets.assets.common import markdown_preview, on_upstream_change, outcome_result
 from churn_assets.ingest.bronze import PARTITION_COLUMN as BRONZE_PARTITION
 from churn_assets.resources.pii import PiiKey
 from churn_assets.resources.store import DateWindow, TableStore
 from churn_assets.settings import DOMAINS, Settings
+from churn_assets.steps.reads import CHUNK_DAYS, chunks
 from churn_assets.transforms import expectations
 from churn_assets.transforms.contracts import NATURAL_KEYS, PARTITION_COLUMN
 from churn_assets.transforms.silver import clean, exceptions_frame

@@ -14,18 +14,13 @@ import dagster as dg
 import polars as pl
 
 from churn_assets import catalog
-from churn_assets.assets.common import (
-    CHUNK_DAYS,
-    chunks,
-    column_bound,
-    markdown_preview,
-    to_polars,
-)
+from churn_assets.assets.common import markdown_preview
 from churn_assets.decisions.config import ACTIONS
 from churn_assets.ml.uplift import UpliftTrainingConfig, train_uplift
 from churn_assets.resources.mlflow import MlflowResource
 from churn_assets.resources.store import DateWindow, TableStore
 from churn_assets.settings import Settings
+from churn_assets.steps.reads import CHUNK_DAYS, chunks, column_bound, to_polars
 
 UPLIFT_MODEL_KEY = catalog.UPLIFT_MODEL.key
 UPLIFT_GATE_CHECK = "uplift_gate"

@@ -86,6 +86,7 @@ def _run_layer(home: Path, layer: str, selection, days_per_run: int) -> dict:
     """Materialize ``selection`` over every day that has a drop; rows of the layer's tables."""
     import dagster as dg
 
+    from churn_assets import catalog
     from churn_assets.definitions import build_definitions, daily_partitions
     from churn_assets.lab.runner import landing_range, run_range
     from churn_assets.settings import Paths, load_settings
@@ -98,10 +99,9 @@ def _run_layer(home: Path, layer: str, selection, days_per_run: int) -> dict:
         chunks = run_range(defs, daily_partitions(load_settings(paths)), first, last, instance,
                            days_per_run=days_per_run, selection=selection)
     seconds = time.perf_counter() - began
-    rows = {
-        table.name: pl.scan_delta(str(table)).select(pl.len()).collect().item()
-        for table in sorted((paths.lake / layer).iterdir())
-    }
+    store = defs.resources["store"]
+    tables = sorted((t for t in catalog.TABLES if t.layer == layer), key=lambda t: t.name)
+    rows = {t.name: store.count_rows(t.full_name) for t in tables if store.exists(t.full_name)}
     failed = [check for chunk in chunks for check in chunk.failed_checks]
     return {"seconds": seconds, "rows": rows, "total_rows": sum(rows.values()),
             "first": first.isoformat(), "last": last.isoformat(), "runs": len(chunks),
@@ -267,11 +267,13 @@ def _phase_training_seed(home: Path) -> dict:
     collects (at-risk features of the labelled days, and their labels) to ``seed/``."""
     import dagster as dg
 
+    from churn_assets import catalog
     from churn_assets.automation import LABELS_JOB
     from churn_assets.definitions import build_definitions, daily_partitions
     from churn_assets.lab.runner import landing_range, run_range
     from churn_assets.ml.dataset import only_at_risk
     from churn_assets.settings import Paths, load_settings
+    from churn_assets.steps.reads import read_table
 
     paths = Paths(home)
     settings = load_settings(paths)
@@ -285,8 +287,9 @@ def _phase_training_seed(home: Path) -> dict:
         run_range(defs, partitions, first, last - timedelta(days=horizon), instance,
                   days_per_run=SINGLE_RUN, job_name=LABELS_JOB)
     seconds = time.perf_counter() - began
-    labels = pl.read_delta(str(paths.lake / "gold" / "churn_labels"))
-    features = pl.read_delta(str(paths.lake / "gold" / "customer_features")).filter(
+    store = defs.resources["store"]
+    labels = read_table(store, catalog.CHURN_LABELS.full_name)
+    features = read_table(store, catalog.CUSTOMER_FEATURES.full_name).filter(
         pl.col("snapshot_date") <= labels["snapshot_date"].max())
     features = only_at_risk(features, horizon)
     (home / "seed").mkdir(exist_ok=True)

@@ -29,15 +29,18 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from churn_assets import catalog
 from churn_assets.ingest.bronze import ingest_drops
 from churn_assets.ingest.landing import list_drops
 from churn_assets.ml import metrics as m
 from churn_assets.ml.churn_model import ChurnTrainingConfig, train_churn_model
 from churn_assets.ml.cltv import actual_revenue, evaluate_cltv, fit_cltv
+from churn_assets.resources.store import DateWindow, TableStore
 from churn_assets.settings import DOMAINS, Paths
 from churn_assets.simulator import SimConfig, simulate
 from churn_assets.simulator.state import EXPLICIT_CANCEL_SHARE, SEGMENT_BUY
 from churn_assets.simulator.vocab import SEGMENTS
+from churn_assets.steps.reads import column_bound, to_polars
 from churn_assets.transforms.gold import (
     customer_state_as_of,
     daily_activity,
@@ -224,23 +227,24 @@ def oracle_report(world: SimulatedWorld, config: ChurnTrainingConfig | None = No
     }
 
 
-def pipeline_report(paths: Paths, horizon_days: int, training_days: int,
+def pipeline_report(paths: Paths, store: TableStore, horizon_days: int, training_days: int,
                     config: ChurnTrainingConfig | None = None) -> dict[str, Any]:
-    """``oracle_report`` on what the pipeline wrote: the lake's gold features (the at-risk
-    population the churn model trains on) and churn labels over the latest ``training_days``
-    labelled snapshots, against the simulator's truth under the same data root."""
+    """``oracle_report`` on what the pipeline wrote to ``store`` (the environment's table store):
+    the gold features (the at-risk population the churn model trains on) and churn labels over
+    the latest ``training_days`` labelled snapshots, against the simulator's truth under the
+    same data root."""
     from churn_assets.ml.dataset import only_at_risk
 
-    gold = paths.lake / "gold"
-    labels = pl.read_delta(str(gold / "churn_labels"))
-    last = labels["snapshot_date"].max()
+    labels_table = catalog.CHURN_LABELS
+    last = column_bound(store, labels_table.full_name, labels_table.partition_column, "max")
     if last is None:
         raise ValueError("no churn labels in the lake: run `churn-assets run` first")
-    first = last - timedelta(days=training_days - 1)
-    in_window = pl.col("snapshot_date").is_between(first, last)
-    features = only_at_risk(
-        pl.scan_delta(str(gold / "customer_features")).filter(in_window).collect(), horizon_days)
-    world = SimulatedWorld(paths, None, {}, features, labels.filter(in_window), horizon_days)
+    window = DateWindow(last - timedelta(days=training_days - 1), last + timedelta(days=1))
+    labels = to_polars(store.read(labels_table.full_name, window, labels_table.partition_column))
+    features_table = catalog.CUSTOMER_FEATURES
+    features = only_at_risk(to_polars(store.read(
+        features_table.full_name, window, features_table.partition_column)), horizon_days)
+    world = SimulatedWorld(paths, None, {}, features, labels, horizon_days)
     return oracle_report(world, config or ChurnTrainingConfig(horizon_days=horizon_days))
 
 

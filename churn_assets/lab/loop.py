@@ -68,6 +68,7 @@ from churn_assets.simulator.loop import (
     read_stamp,
     simulation_stamp,
 )
+from churn_assets.steps.reads import read_table
 
 POLICIES = ("budget", "rules")
 WORLDS = ("none", *POLICIES)
@@ -180,7 +181,11 @@ class World:
     def simulate_to(self, until: date, apply_actions: bool) -> int:
         """``churn-assets simulate --until until [--apply-actions]``; the number of actions
         executed through ``until``."""
-        actions = decided_actions(self.paths)[0] if apply_actions else None
+        actions = None
+        if apply_actions:
+            table = catalog.ACTIONS.full_name
+            actions = decided_actions(read_table(self.store, table),
+                                      self.store.location(table))[0]
         stamp = self.paths.truth / "simulated_with.json"
         wanted = simulation_stamp(self.config.sim, until, actions)
         previous = read_stamp(stamp, self.config.sim)
@@ -239,11 +244,15 @@ class World:
 
     # ---------------------------------------------------------------- tables
 
+    @property
+    def store(self):
+        """The table store of the experiment's environment (what the pipeline wrote to)."""
+        return self.defs.resources["store"]
+
     def table(self, name: str) -> pl.DataFrame:
-        path = self.paths.lake / name.replace(".", "/")
-        if not (path / "_delta_log").is_dir():
-            return pl.DataFrame()
-        return pl.read_delta(str(path))
+        """The whole table, read through the store (an empty frame while it does not exist)."""
+        found = read_table(self.store, name)
+        return pl.DataFrame() if found is None else found
 
 
 # ---------------------------------------------------------------- the experiment

@@ -1,7 +1,7 @@
 """Closing the loop: the pipeline's decisions become the simulated world's retention actions.
 
-The pipeline writes ``decisions.actions`` (a Delta table under ``lake/decisions/actions``): one
-row per selected customer and ``snapshot_date``, the day whose data the decision was made from.
+The pipeline writes ``decisions.actions`` (read by the caller through the environment's table
+store and handed in, so the simulator needs no engine): one row per selected customer and ``snapshot_date``, the day whose data the decision was made from.
 The CRM contacts the customer the next morning, so a decision of day D is the simulator's action
 on ``day = D + 1``: a ``RET-…`` marketing row in that day's drop, and a lower hazard from D + 2 on
 (``simulate``). Control-group rows are measured, never treated, so they are not actions.
@@ -17,26 +17,19 @@ from pathlib import Path
 
 import polars as pl
 
-from churn_assets.settings import Paths
 from churn_assets.simulator.config import SimConfig
 
 ACTION_COLUMNS = ("customer_id", "snapshot_date", "action", "control")
 
 
-def actions_table(paths: Paths) -> str:
-    """Where the pipeline writes ``decisions.actions``."""
-    return str(paths.lake / "decisions" / "actions")
-
-
-def decided_actions(paths: Paths) -> tuple[pl.DataFrame, int]:
-    """The treated decisions of ``decisions.actions`` as simulator actions (customer_id, day,
-    action), with ``day = snapshot_date + 1``; and how many control rows were left out."""
-    table = actions_table(paths)
-    if not (paths.lake / "decisions" / "actions" / "_delta_log").is_dir():
+def decided_actions(decisions: pl.DataFrame | None, table: str) -> tuple[pl.DataFrame, int]:
+    """The treated rows of ``decisions`` (the pipeline's ``decisions.actions``, found at
+    ``table``; None when it does not exist) as simulator actions (customer_id, day, action), with
+    ``day = snapshot_date + 1``; and how many control rows were left out."""
+    if decisions is None:
         raise FileNotFoundError(
-            f"--apply-actions: no decisions.actions Delta table at {table} (run the pipeline "
+            f"--apply-actions: no decisions.actions table at {table} (run the pipeline "
             "through its decisions first, or leave out --apply-actions)")
-    decisions = pl.read_delta(table)
     missing = [c for c in ACTION_COLUMNS if c not in decisions.columns]
     if missing:
         raise ValueError(f"decisions.actions at {table} lacks columns {missing}; expected at "

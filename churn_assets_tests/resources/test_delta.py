@@ -17,7 +17,7 @@ import pytest
 from deltalake.exceptions import CommitFailedError
 from polars.testing import assert_frame_equal
 
-from churn_assets.assets.common import to_polars
+from churn_assets.steps.reads import to_polars
 from churn_assets.resources import delta as delta_module
 from churn_assets.resources.delta import DeltaTableStore
 from churn_assets.resources.store import DateWindow, SchemaMismatch, TableNotFound, TableStore

@@ -1,0 +1,135 @@
+"""Gold's incremental day loop: each day's customer state and features, over the table store.
+
+Day D of ``gold/customer_features`` is computed from day D-1's ``gold/customer_state`` plus what
+became visible on D (the fold, ``transforms/gold.py``, says exactly what that is), so a day costs
+the same at day 30 as at day 365. When D-1's state is missing (a first run that starts
+mid-history, or a deleted partition) the state is rebuilt from all history instead; both paths
+give the same rows.
+
+Reads are bounded by the silver check ``event_time_not_after_arrival``: no row is dated more
+than ``max_days_ahead`` after it arrived, so what becomes visible on D arrived in
+``[D - max_days_ahead, D]`` and the 90-day windows arrived in ``[D - 90 - max_days_ahead, D]``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+import narwhals as nw
+
+from churn_assets import catalog
+from churn_assets.resources.store import DateWindow, TableStore
+from churn_assets.settings import DOMAINS
+from churn_assets.steps.reads import CHUNK_DAYS, chunks, first_arrival
+from churn_assets.transforms import gold
+from churn_assets.transforms.contracts import PARTITION_COLUMN as ARRIVAL
+from churn_assets.transforms.engine import materialize
+
+SNAPSHOT = catalog.SNAPSHOT_DATE
+ACTIVITY, CATEGORIES = catalog.DAILY_ACTIVITY.full_name, catalog.ORDER_CATEGORIES.full_name
+STATE, STATE_CATEGORIES = catalog.CUSTOMER_STATE.full_name, catalog.CUSTOMER_CATEGORIES.full_name
+FEATURES = catalog.CUSTOMER_FEATURES.full_name
+CUSTOMERS, TICKETS = catalog.silver("customers").full_name, catalog.silver("tickets").full_name
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass
+class FeatureDays:
+    """What one run of the day loop wrote."""
+
+    window: DateWindow
+    # Days whose previous state was missing, so their state was rebuilt from all history.
+    rebuilt_from_history: list[str] = field(default_factory=list)
+    # Domains with no delivered rows yet on the window's last day (their features are null).
+    absent_domains_on_last_day: set[str] = field(default_factory=set)
+
+
+def reach_days(max_days_ahead: int) -> int:
+    """How far back a day's features read activity: the longest window plus the clock skew."""
+    return gold.LONGEST_WINDOW_DAYS + max_days_ahead
+
+
+def write_feature_days(store: TableStore, window: DateWindow, partition_start: date,
+                       max_days_ahead: int, log=_log) -> FeatureDays:
+    """Customer state, state categories and features for every day of ``window``, day by day."""
+    ahead, reach = max_days_ahead, reach_days(max_days_ahead)
+    first_arrivals = {d: first_arrival(store, catalog.silver(d).full_name) for d in DOMAINS}
+    result = FeatureDays(window)
+    state = None
+    for chunk in chunks(window, CHUNK_DAYS):
+        # One read per chunk: the days' slices are cut from these in memory.
+        activity = _read(store, ACTIVITY, chunk, reach)
+        categories = _read(store, CATEGORIES, chunk, ahead)
+        customers = _read(store, CUSTOMERS, chunk, ahead)
+        tickets = _read(store, TICKETS, chunk, reach)
+        for day in chunk.days:
+            if state is None and day > partition_start:
+                state = _stored_state(store, day - timedelta(days=1))
+            if state is None and day > partition_start:
+                result.rebuilt_from_history.append(day.isoformat())
+                say = log.warning if store.exists(STATE) else log.info
+                say(f"no customer state for {day - timedelta(days=1)}: building {day}'s "
+                    "from all history")
+                state = _rebuilt_state(store, day)
+            else:
+                state = gold.advance_state(
+                    state, _arrived(activity, day, ahead), _arrived(categories, day, ahead),
+                    _arrived(customers, day, ahead), day)
+            state = gold.CustomerState(*(materialize(nw.from_native(f)).to_native()
+                                         for f in state))
+            absent = {d for d, first in first_arrivals.items() if first is None or first > day}
+            features = gold.features(
+                state, _arrived(activity, day, reach), _arrived(tickets, day, reach), day, absent)
+            one_day = DateWindow.day(day)
+            store.replace_window(STATE, state.profiles, one_day, SNAPSHOT)
+            store.replace_window(STATE_CATEGORIES, state.categories, one_day, SNAPSHOT)
+            store.replace_window(FEATURES, features, one_day, SNAPSHOT)
+            state = _written_state(store, day)
+            result.absent_domains_on_last_day = absent
+        log.info(f"gold features {chunk} written")
+    return result
+
+
+def _read(store: TableStore, table: str, chunk: DateWindow, days_before: int):
+    window = DateWindow(chunk.start - timedelta(days=days_before), chunk.end)
+    return materialize(nw.from_native(store.read(table, window, ARRIVAL))).to_native()
+
+
+def _arrived(frame, day: date, days_before: int):
+    """Rows of a chunk's read that arrived in ``[day - days_before, day]``."""
+    start = nw.lit(day - timedelta(days=days_before), dtype=nw.Date())
+    return nw.from_native(frame).filter(
+        (nw.col(ARRIVAL) >= start) & (nw.col(ARRIVAL) <= nw.lit(day, dtype=nw.Date()))
+    ).to_native()
+
+
+def _stored_state(store: TableStore, day: date) -> gold.CustomerState | None:
+    """The state stored for ``day``, or ``None`` when there is none to continue from."""
+    if not (store.exists(STATE) and store.exists(STATE_CATEGORIES)):
+        return None
+    state = _written_state(store, day)
+    return state if nw.from_native(state.profiles).select(nw.len()).collect().item() else None
+
+
+def _written_state(store: TableStore, day: date) -> gold.CustomerState:
+    """The state just written for ``day``, read back to start ``day + 1`` from.
+
+    Continuing from the stored table rather than the computed frame keeps each day's plan
+    the same size on Spark: a checkpoint cuts the lineage but keeps the plan's size estimate,
+    and chained joins multiply it, so by day ~25 estimating it alone exhausted the heap. Read
+    back, the estimate is the files' size again. It is also the state a later run starts from.
+    """
+    window = DateWindow.day(day)
+    return gold.CustomerState(*(materialize(nw.from_native(store.read(t, window, SNAPSHOT)))
+                                .to_native() for t in (STATE, STATE_CATEGORIES)))
+
+
+def _rebuilt_state(store: TableStore, day: date) -> gold.CustomerState:
+    everything = DateWindow(date(1970, 1, 1), day + timedelta(days=1))
+    return gold.customer_state_as_of(
+        store.read(ACTIVITY, everything, ARRIVAL), store.read(CATEGORIES, everything, ARRIVAL),
+        store.read(CUSTOMERS, everything, ARRIVAL), day)
+
