@@ -8,57 +8,28 @@ No ``from __future__ import annotations``: Dagster resolves the ``DropConfig`` a
 """
 
 import threading
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 
 import dagster as dg
-import narwhals as nw
 import polars as pl
 import pytest
 from deltalake.exceptions import CommitFailedError
 from polars.testing import assert_frame_equal
 
-from churn_assets.steps.reads import to_polars
 from churn_assets.resources import delta as delta_module
 from churn_assets.resources.delta import DeltaTableStore
-from churn_assets.resources.store import DateWindow, SchemaMismatch, TableNotFound, TableStore
+from churn_assets.resources.store import DateWindow, SchemaMismatch, TableStore
+from churn_assets_tests.resources.test_store_contract import (
+    DAY,
+    SCHEMA,
+    TABLE,
+    days,
+    jan,
+    payment_rows,
+    rows_per_day,
+)
 
-TABLE = "bronze.payments"
-DAY = "payment_date"
 DAILY = dg.DailyPartitionsDefinition(start_date="2024-01-01", end_date="2024-01-08")  # Jan 1–7
-SCHEMA = {
-    DAY: pl.Date,
-    "payment_id": pl.String,
-    "amount": pl.Float64,
-    "paid_at": pl.Datetime("us", "UTC"),
-}
-
-
-def jan(day: int) -> date:
-    return date(2024, 1, day)
-
-
-def days(first: int, last: int) -> DateWindow:
-    """January ``first`` to ``last``, both included."""
-    return DateWindow(jan(first), jan(last) + timedelta(days=1))
-
-
-def payment_rows(window: DateWindow, per_day: int = 2, amount: float = 10.0) -> pl.DataFrame:
-    rows = [(day, f"{day}-{i}") for day in window.days for i in range(per_day)]
-    return pl.DataFrame(
-        {
-            DAY: [day for day, _ in rows],
-            "payment_id": [payment_id for _, payment_id in rows],
-            "amount": [amount] * len(rows),
-            "paid_at": [datetime(d.year, d.month, d.day, 12, tzinfo=UTC) for d, _ in rows],
-        },
-        schema=SCHEMA,
-    )
-
-
-def rows_per_day(store: TableStore, table: str = TABLE) -> dict[date, int]:
-    """Rows per partition day, counted by the store's own engine (the Spark tests share it)."""
-    counts = nw.from_native(store.read(table)).group_by(DAY).agg(nw.len())
-    return dict(to_polars(counts.to_native()).iter_rows())
 
 
 def sorted_rows(frame: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
@@ -195,21 +166,6 @@ def test_writing_one_partition_never_overwrites_another(store, instance):
     assert rows_per_day(store) == {jan(1): 4, jan(2): 1}
 
 
-@pytest.mark.parametrize(
-    "as_wrong_type",
-    [pl.col(DAY).cast(pl.String), pl.col(DAY).cast(pl.Datetime("us"))],
-    ids=["string", "naive-datetime"],
-)
-def test_a_partition_column_that_is_not_a_date_is_refused(store, as_wrong_type):
-    store.replace_window(TABLE, payment_rows(days(1, 2)), days(1, 2), DAY)
-    wrong = payment_rows(days(3, 3)).with_columns(as_wrong_type)
-
-    with pytest.raises(SchemaMismatch, match=rf"partition column '{DAY}' is .* must be Date"):
-        store.replace_window(TABLE, wrong, days(3, 3), DAY)
-
-    assert rows_per_day(store) == {jan(1): 2, jan(2): 2}
-
-
 # ── Windows ──────────────────────────────────────────────────────────────────────────────────────
 
 
@@ -238,12 +194,6 @@ def test_an_empty_frame_creates_an_empty_table(store):
     assert store.read(TABLE).collect_schema() == pl.Schema(SCHEMA)
 
 
-def test_rows_outside_the_window_are_refused(store):
-    with pytest.raises(ValueError, match=r"2 of 6 rows .* outside the window .* 2024-01-03"):
-        store.replace_window(TABLE, payment_rows(days(1, 3)), days(1, 2), DAY)
-    assert not store.exists(TABLE)
-
-
 def test_read_and_count_a_window(store):
     store.replace_window(TABLE, payment_rows(days(1, 5)), days(1, 5), DAY)
 
@@ -253,14 +203,6 @@ def test_read_and_count_a_window(store):
     assert sorted(window["payment_id"].str.slice(0, 10).unique()) == ["2024-01-02", "2024-01-03"]
     assert store.count_rows(TABLE, days(2, 4), DAY) == 6
     assert store.count_rows(TABLE) == 10
-
-
-def test_a_missing_table_names_itself_and_its_location(store):
-    with pytest.raises(
-        TableNotFound, match=r"'silver\.payments' does not exist at .*silver/payments"
-    ):
-        store.read("silver.payments")
-    assert not store.exists("silver.payments")
 
 
 @pytest.mark.parametrize(

@@ -1,13 +1,13 @@
 """The table-store contract on ``SparkTableStore(format="parquet")`` and a local Spark session.
 
-The same cases as ``resources/test_delta.py`` (the Delta store), so both engines keep one contract. The
-Databricks layout (``format="delta"``) cannot run here; its Spark-free pieces (names, the
-``replaceWhere`` predicate, writer options) are tested at the bottom.
+The cases every store keeps are in ``resources/test_store_contract.py`` (run on this store too);
+these are the Spark store's own: its Parquet directories and metadata file. The Databricks
+layout (``format="delta"``) cannot run here; its Spark-free pieces (names, the ``replaceWhere``
+predicate, writer options) are tested at the bottom.
 
 No ``from __future__ import annotations``: Dagster resolves the asset's annotations at import.
 """
 
-import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,9 +27,8 @@ from churn_assets.resources.spark import (
 )
 from churn_assets.resources.store import DateWindow, SchemaMismatch, TableStore
 
-# The same table, rows and windows as the Delta store's contract tests, and the contract tests
-# whose every step is engine-agnostic, collected here against the Spark store.
-from churn_assets_tests.resources.test_delta import (  # noqa: F401 - imported tests are collected here
+# The same table, rows and windows as the contract tests that run on every store.
+from churn_assets_tests.resources.test_store_contract import (
     DAY,
     SCHEMA,
     TABLE,
@@ -37,9 +36,7 @@ from churn_assets_tests.resources.test_delta import (  # noqa: F401 - imported t
     jan,
     payment_rows,
     rows_per_day,
-    test_a_missing_table_names_itself_and_its_location,
-    test_a_partition_column_that_is_not_a_date_is_refused,
-    test_rows_outside_the_window_are_refused,
+    spark_session_or_skip,
 )
 
 
@@ -54,14 +51,7 @@ def sorted_rows(frame) -> pl.DataFrame:
 
 @pytest.fixture(scope="module")
 def spark():
-    pytest.importorskip("pyspark")
-    if shutil.which("java") is None:
-        pytest.skip("no Java on PATH: local Spark needs Java 17")
-    from churn_assets_tests.spark import spark_session
-
-    session = spark_session()
-    session.sparkContext.setLogLevel("ERROR")
-    return session
+    return spark_session_or_skip()
 
 
 @pytest.fixture
