@@ -74,7 +74,7 @@ def decide(challenger_auc: float, champion_auc: float | None,
            policy: GatePolicy | None = None, *, challenger_version: str | None = None,
            champion_version: str | None = None) -> GateDecision:
     """Apply both rules; every rule contributes a reason, passed or not."""
-    policy = policy or GatePolicy()
+    policy = policy or GatePolicy.from_settings()
     floor_ok = challenger_auc >= policy.auc_floor
     reasons = [
         f"{METRIC} {challenger_auc:.4f} {'>=' if floor_ok else '<'} auc_floor "
