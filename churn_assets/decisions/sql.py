@@ -8,7 +8,8 @@ Tables (register them with ``register_tables``):
 - ``decisions_actions``: the CRM feed (``feed.FEED_SCHEMA``: customer_id, snapshot_date,
   campaign_id, action, cost, expected_value, control, reason);
 - ``decisions_outcomes``: the feed with outcomes (``uplift.MEASURED_SCHEMA``: the feed's columns
-  plus ``retained`` and ``revenue`` in the outcome window).
+  plus ``retained`` and ``revenue`` in the outcome window) and the experiment's ``assignment``
+  (``policy`` or ``explore``; null in tables written before it existed).
 
 "Today" is the latest ``snapshot_date`` in ``scores_daily``.
 """
@@ -78,6 +79,8 @@ QUESTIONS: dict[str, str] = {
                        AS control_revenue_per_customer,
                    SUM(CASE WHEN control THEN 0.0 ELSE cost END) AS spend
             FROM decisions_outcomes
+            -- The policy's own treated vs control; exploration arms are another population.
+            WHERE COALESCE(assignment, 'policy') = 'policy'
             GROUP BY campaign_id, action, snapshot_date
         )
         SELECT campaign_id, action, snapshot_date, treated_n, control_n,
@@ -118,7 +121,12 @@ def register_tables(ctx: pl.SQLContext,
     if bad := sorted(name for name in tables if not _IDENTIFIER.fullmatch(name)):
         raise ValueError(f"table names {bad} are not SQL identifiers (letters, digits, _)")
     for name, frame in tables.items():
-        ctx.register(name, frame.lazy())
+        frame = frame.lazy()
+        if name in ("decisions_actions", "decisions_outcomes") and (
+                "assignment" not in frame.collect_schema().names()):
+            # Written before the experiment columns: every row was the policy's.
+            frame = frame.with_columns(assignment=pl.lit(None, dtype=pl.String))
+        ctx.register(name, frame)
     return ctx
 
 

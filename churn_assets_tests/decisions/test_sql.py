@@ -17,6 +17,7 @@ from churn_assets.decisions import (
     decide,
     measure,
 )
+from churn_assets.decisions.config import ExperimentConfig
 from churn_assets.decisions.sql import QUESTIONS, TABLES, ask, register_tables
 
 LATEST = date(2026, 3, 3)
@@ -145,3 +146,21 @@ def test_risk_band_profile(ctx, tables):
 def test_register_tables_refuses_names_sql_cannot_use():
     with pytest.raises(ValueError, match="not SQL identifiers"):
         register_tables(pl.SQLContext(), {"scores-daily": pl.LazyFrame()})
+
+
+def test_campaign_performance_compares_the_policys_arms_only(tables):
+    scores = tables["scores_daily"]
+    settings = DecisionSettings(policy=PolicyConfig(daily_budget=50.0, control_share=0.3),
+                                experiment=ExperimentConfig(explore_share=0.5,
+                                                            explore_budget_share=0.5))
+    decided = decide(scores, settings).decisions
+    assert (decided["assignment"] == "explore").any()
+    outcomes = crm_feed(decided).join(
+        decided.select("customer_id", "snapshot_date", "assignment"),
+        on=["customer_id", "snapshot_date"]).with_columns(retained=True, revenue=1.0)
+    ctx = register_tables(pl.SQLContext(), {**tables, "decisions_outcomes": outcomes})
+    answer = ask(ctx, "campaign_performance")
+    policy = decided.filter(pl.col("assignment") == "policy")
+    assert answer["treated_n"].sum() == policy["treated"].sum()
+    assert answer["control_n"].sum() == policy["control"].sum()
+    assert not answer["campaign_id"].str.contains("no_action").any()
