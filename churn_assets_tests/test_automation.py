@@ -142,3 +142,21 @@ def test_drops_already_in_bronze_are_not_requested_again(paths, instance):
 def test_sensor_runs_by_default_and_targets_bronze(paths):
     sensor = build_definitions(paths).resolve_sensor_def("landing_sensor")
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+
+
+def test_each_morning_measures_the_campaign_day_whose_window_just_arrived(paths):
+    from datetime import UTC, datetime
+
+    paths.home.mkdir(parents=True)
+    paths.settings_file.write_text("[scoring]\noutcome_window_days = 10\n")
+    defs = build_definitions(paths)
+    schedule = defs.resolve_schedule_def("daily_outcomes")
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert schedule.job_name == "churn_outcomes"
+    with dg.instance_for_test() as instance:
+        context = dg.build_schedule_context(
+            instance=instance, scheduled_execution_time=datetime(2026, 3, 12, 6, 0, tzinfo=UTC),
+            repository_def=defs.get_repository_def())
+        (request,) = schedule.evaluate_tick(context).run_requests
+    # Yesterday is 2026-03-11; its data closes the 10-day window of 2026-03-01.
+    assert request.partition_key == "2026-03-01"
