@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint ui bench loop clean
+.PHONY: install run test lint ui bench loop clean mlflow serve screenshots
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "churn-assets needs Python >= 3.11, found " + sys.version.split()[0]'
@@ -37,6 +37,18 @@ bench: install
 
 loop: install
 	$(BIN)/python -m churn_assets.lab.loop
+
+# The MLflow UI on the project's tracking store (http://127.0.0.1:5000).
+mlflow: install
+	$(BIN)/churn-assets mlflow
+
+# The scoring API on http://127.0.0.1:8000 (needs CHURN_API_KEY, or use --no-auth by hand).
+serve: install
+	$(BIN)/churn-assets serve
+
+# The latest brief checked in headless Chromium, and PNGs of it in docs/images (after `make run`).
+screenshots: install
+	$(BIN)/python -m churn_assets.reports.screenshots
 
 clean:
 	rm -rf data .dagster .tmp_dagster_home_*

@@ -25,6 +25,7 @@ MAX_RUNS_PER_TICK = 25
 LABELS_JOB = "churn_labels"
 LABELS_KEY, FEATURES_KEY = catalog.CHURN_LABELS.key, catalog.CUSTOMER_FEATURES.key
 SCORES_KEY, OUTCOMES_KEY = catalog.SCORES.key, catalog.OUTCOMES.key
+BRIEF_KEY = catalog.DAILY_BRIEF.key
 
 
 def build_daily_job(deadline_checks=()):
@@ -34,7 +35,7 @@ def build_daily_job(deadline_checks=()):
         # Deadline checks judge today's clock, not the days run: their own sensor runs them.
         selection=(dg.AssetSelection.all()
                    - dg.AssetSelection.assets(LABELS_KEY, *MODEL_KEYS, SCORES_KEY,
-                                              *DECISION_KEYS, OUTCOMES_KEY))
+                                              *DECISION_KEYS, OUTCOMES_KEY, BRIEF_KEY))
         - dg.AssetSelection.checks(*deadline_checks),
         description="Bronze to gold features for a day or a range of days (what "
         "`churn-assets run` runs first).",
@@ -56,9 +57,9 @@ DECISION_KEYS = [t.key for t in catalog.DECISION_TABLES]
 def build_scoring_job():
     return dg.define_asset_job(
         SCORING_JOB,
-        selection=dg.AssetSelection.assets(SCORES_KEY, *DECISION_KEYS),
-        description="Score a day's customers with the champion model and decide the day's "
-        "actions (CRM feed, control group, whale list).",
+        selection=dg.AssetSelection.assets(SCORES_KEY, *DECISION_KEYS, BRIEF_KEY),
+        description="Score a day's customers with the champion model, decide the day's "
+        "actions (CRM feed, control group, whale list) and render the day's brief.",
     )
 
 

@@ -230,6 +230,18 @@ OUTCOMES = Table(
     "retention", RETENTION,
 )
 
+# ── reports ──────────────────────────────────────────────────────────────────────────────────────
+
+# Not in the table store: an HTML file per day under $CHURN_HOME/reports/brief/.
+DAILY_BRIEF = Table(
+    "reports", "daily_brief", SNAPSHOT_DATE,
+    "The daily retention brief: one self-contained HTML page per scored day (customers and "
+    "churn rate, risk by segment, drivers, today's actions against the budget, whales, campaign "
+    "results, model health, CLTV). Open the path in the metadata, or run "
+    "`churn-assets report --day D --open`.",
+    "retention", RETENTION, kinds_always=("html",), stored=False,
+)
+
 GOLD_TABLES = (DAILY_ACTIVITY, ORDER_CATEGORIES, CUSTOMER_STATE, CUSTOMER_CATEGORIES,
                CUSTOMER_FEATURES, CHURN_LABELS)
 MODEL_TABLES = (CHURN_MODEL, CLTV_MODEL, UPLIFT_MODEL)
@@ -239,6 +251,7 @@ TABLES: tuple[Table, ...] = (
     *(t for d in DOMAINS for t in (bronze(d), bronze_quarantine(d))),
     *(t for d in DOMAINS for t in (silver(d), silver_exceptions(d))),
     *GOLD_TABLES, *MODEL_TABLES, TRAINING_REFERENCE, SCORES, ACTIONS, WHALES, OUTCOMES,
+    DAILY_BRIEF,
 )
 BY_KEY: dict[dg.AssetKey, Table] = {t.key: t for t in TABLES}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from datetime import date, timedelta
 from pathlib import Path
@@ -98,14 +99,36 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("--limit", type=int, default=50, help="rows to print (default 50)")
     sub.add_parser("evaluate", help="a simulated world's churn model against the simulator's "
                    "true hazard (after `run`); writes reports/model_evaluation.json")
+    _add_people_commands(sub)
     return parser
+
+
+def _add_people_commands(sub) -> None:
+    """What people look at and call: the brief, the scoring API, the MLflow UI."""
+    report = sub.add_parser("report", help="render the daily retention brief (HTML) of a "
+                            "scored day into $CHURN_HOME/reports/brief/")
+    report.add_argument("--day", type=_day, help="the scored day (default: the latest)")
+    report.add_argument("--open", action="store_true", help="open it in the browser")
+    report.add_argument("--currency", default="€", help="currency symbol (default €)")
+    serve = sub.add_parser("serve", help="the scoring API: champion model + latest gold "
+                           "features, reloaded when either changes")
+    serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument("--no-auth", action="store_true", help="serve without an API key "
+                       "(a laptop only); otherwise $CHURN_API_KEY is required")
+    serve.add_argument("--reload-seconds", type=float, default=30.0,
+                       help="how often to look for a new champion or feature day (default 30)")
+    ui = sub.add_parser("mlflow", help="the MLflow UI on this project's tracking store")
+    ui.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    ui.add_argument("--port", type=int, default=5000, help="port (default 5000)")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return {"simulate": _simulate, "import": _import, "run": _run,
-                "evaluate": _evaluate, "sql": _sql}[args.command](args)
+                "evaluate": _evaluate, "sql": _sql, "report": _report, "serve": _serve,
+                "mlflow": _mlflow_ui}[args.command](args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -392,6 +415,59 @@ def _evaluate(args: argparse.Namespace) -> int:
           f"{report['ece_calibrated']:.4f}")
     print(f"full report: {out}")
     return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    import webbrowser
+
+    from churn_assets.reports.inputs import latest_scored_day, write_brief
+    from churn_assets.resources import build_resources, environment
+    from churn_assets.settings import Paths, load_settings
+
+    paths = Paths.from_env()
+    settings = load_settings(paths)
+    resources = build_resources(environment(), paths, settings)
+    store, mlflow = resources["store"], resources["mlflow"]
+    day = args.day or latest_scored_day(store)
+    if day is None:
+        raise ValueError("nothing is scored yet: run `churn-assets run` (a champion model "
+                         "must exist) before asking for a brief")
+    path, inputs = write_brief(store, mlflow.location(), settings, day, paths.reports,
+                               args.currency, mlflow.ui_url)
+    if inputs.today(inputs.scores).is_empty():
+        raise ValueError(f"{day} has no scores (scored days run through "
+                         f"{latest_scored_day(store)}); pick another --day")
+    print(f"brief of {day}: {path}")
+    if args.open and not webbrowser.open(path.as_uri()):
+        print("no browser could be opened here; open the file above")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from churn_assets.serve.app import run_server
+
+    return run_server(host=args.host, port=args.port, require_key=not args.no_auth,
+                      reload_seconds=args.reload_seconds)
+
+
+def _mlflow_ui(args: argparse.Namespace) -> int:
+    from churn_assets.resources import build_resources, environment
+    from churn_assets.settings import Paths
+
+    paths = Paths.from_env()
+    mlflow = build_resources(environment(), paths)["mlflow"]
+    location = mlflow.location()
+    if not location.tracking_uri.startswith("sqlite:"):
+        raise ValueError(f"the tracking store is {location.tracking_uri}: open that server's "
+                         "own UI (on Databricks: the workspace's Experiments page)")
+    location.activate()  # creates the store and experiment on a fresh data root
+    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
+               location.tracking_uri, "--default-artifact-root", location.artifact_location,
+               "--host", args.host, "--port", str(args.port), "--workers", "1"]
+    print(f"MLflow UI on {location.tracking_uri} at http://{args.host}:{args.port} "
+          "(Ctrl-C stops it)", flush=True)
+    # Replaced, not spawned: signals reach the server itself, and nothing is left behind.
+    os.execv(sys.executable, command)
 
 
 def _progress(label: str):

@@ -9,6 +9,7 @@ from churn_assets.assets.bronze import build_bronze_assets
 from churn_assets.assets.decisions import build_decision_assets
 from churn_assets.assets.gold import build_gold_assets
 from churn_assets.assets.model import build_model_assets
+from churn_assets.assets.reports import build_report_asset
 from churn_assets.assets.scores import build_scores_asset
 from churn_assets.assets.silver import build_silver_assets
 from churn_assets.assets.uplift import build_uplift_asset
@@ -51,7 +52,9 @@ def build_definitions(
     models = catalog.label([*build_model_assets(settings), build_uplift_asset(settings)],
                            env, settings)
     scoring = catalog.label([build_scores_asset(partitions_def, settings),
-                             *build_decision_assets(partitions_def, settings)], env, settings)
+                             *build_decision_assets(partitions_def, settings),
+                             build_report_asset(partitions_def, settings, paths)],
+                            env, settings)
     scoring_job = build_scoring_job()
     deadline_checks = build_deadline_checks(settings)
     training = build_training_job()

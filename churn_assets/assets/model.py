@@ -110,6 +110,8 @@ def build_churn_model_asset(settings: Settings) -> dg.AssetsDefinition:
         yield dg.MaterializeResult(metadata={
             "model_version": version,
             "mlflow_run_id": logged.run_id,
+            "mlflow_run": dg.MetadataValue.url(mlflow.run_url(logged.run_id)),
+            "mlflow_model_version": dg.MetadataValue.url(mlflow.model_version_url(version)),
             "gate": "promoted to champion" if decision.promote else "refused",
             **{f"val_{k}": round(float(ours[k]), 4) for k in SHOWN_METRICS if k in ours},
             **{f"baseline_val_{k}": round(float(base[k]), 4) for k in SHOWN_METRICS if k in base},
@@ -173,6 +175,7 @@ def build_cltv_model_asset(settings: Settings) -> dg.AssetsDefinition:
         run_id = mlflow.log_cltv(row.to_dicts()[0], report)
         return dg.MaterializeResult(metadata={
             "fitted_on": str(last), "mlflow_run_id": run_id,
+            "mlflow_run": dg.MetadataValue.url(mlflow.run_url(run_id)),
             **{k: round(float(v), 6) for k, v in row.drop("history_start", "fitted_on")
                .to_dicts()[0].items()},
             **report,

@@ -3,9 +3,10 @@
 Each phase runs in its own process so that its peak RSS is its own. Results are appended to
 ``BENCHMARKS.md`` (and printed). Not a test: numbers depend on the machine.
 
-    python -m churn_assets.lab.bench [--only transactions|gold|engines|training] [--customers N]
-                                 [--days N] [--gold-customers N] [--gold-days N]
-                                 [--training-rows N,N,...] [--home DIR] [--keep]
+    python -m churn_assets.lab.bench [--only transactions|gold|engines|training|serving]
+                                     [--customers N]
+                                     [--days N] [--gold-customers N] [--gold-days N]
+                                     [--training-rows N,N,...] [--home DIR] [--keep]
 
 Two worlds:
 
@@ -18,6 +19,8 @@ Two worlds:
 - *training*: real at-risk gold rows and labels of a small world, replicated with fresh customer
   ids to each ``--training-rows`` size, then ``train_churn_model`` as the churn model asset calls
   it: how many rows the driver's memory holds.
+- *serving*: the scoring API under 200 requests/s for 30 s on loopback, and the champion's batch
+  scoring of 1M rows (``churn_assets/serve/bench.py``).
 """
 
 from __future__ import annotations
@@ -414,9 +417,10 @@ def _dispatch(phase: list[str]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m churn_assets.lab.bench")
-    parser.add_argument("--only", choices=("transactions", "gold", "engines", "training"),
+    parser.add_argument("--only", choices=("transactions", "gold", "engines", "training",
+                                           "serving"),
                         help="run only the simulator/bronze benchmark, the gold one, the "
-                        "local-vs-spark one, or the churn model training one")
+                        "local-vs-spark one, the churn model training one, or the scoring API one")
     parser.add_argument("--engine-customers", type=int, default=300,
                         help="customers of the world run on both engines")
     parser.add_argument("--engine-days", type=int, default=40,
@@ -437,6 +441,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="timings per increment day")
     parser.add_argument("--training-rows", default="250000,1000000,4000000",
                         help="training set sizes (labelled at-risk rows) the model trains on")
+    parser.add_argument("--serving-customers", type=int, default=5000,
+                        help="customers of the world the scoring API serves")
+    parser.add_argument("--serving-rate", type=float, default=200, help="API requests/s")
+    parser.add_argument("--serving-seconds", type=float, default=30, help="API load duration")
+    parser.add_argument("--batch-rows", type=int, default=1_000_000,
+                        help="rows the champion scores in one batch")
     parser.add_argument("--home", type=Path, help="data root to use (default: a temporary dir)")
     parser.add_argument("--keep", action="store_true", help="keep the data root afterwards")
     parser.add_argument("--phase", nargs="+", help=argparse.SUPPRESS)
@@ -459,6 +469,12 @@ def main(argv: list[str] | None = None) -> int:
             sections.append(_engines(args, home / "engines"))
         if args.only in (None, "training"):
             sections.append(_training(args, home / "training"))
+        if args.only in (None, "serving"):
+            from churn_assets.serve.bench import serving_section
+
+            sections.append(serving_section(home / "serving", args.serving_customers, 45,
+                                            args.serving_rate, args.serving_seconds,
+                                            args.batch_rows))
     finally:
         if not args.keep and not args.home:
             shutil.rmtree(home, ignore_errors=True)

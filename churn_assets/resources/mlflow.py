@@ -39,6 +39,8 @@ from churn_assets.ml.uplift_registry import load_uplift_champion as registry_upl
 from churn_assets.ml.uplift_registry import log_uplift as registry_log_uplift
 from churn_assets.settings import Paths
 
+DEFAULT_UI_URL = "http://127.0.0.1:5000"
+
 
 class MlflowResource(dg.ConfigurableResource):
     """Tracking, registry and the champion gate for ``churn_model``."""
@@ -55,6 +57,9 @@ class MlflowResource(dg.ConfigurableResource):
         None, description="Where the experiment keeps artifacts (used when it is created); "
         "default $CHURN_HOME/mlflow/artifacts")
     model_name: str = Field(MODEL_NAME, description="Registered model name")
+    ui_url: str = Field(DEFAULT_UI_URL, description="Where people open the MLflow UI on this "
+                        "store (`churn-assets mlflow` serves it there locally); Dagster "
+                        "metadata links runs and model versions to it")
 
     def location(self) -> MlflowLocation:
         if self.tracking_uri is None:
@@ -64,6 +69,15 @@ class MlflowResource(dg.ConfigurableResource):
                                   self.experiment, self.artifact_location or local.artifact_location)
         return MlflowLocation(self.tracking_uri, self.registry_uri or self.tracking_uri,
                               self.experiment, self.artifact_location)
+
+    def run_url(self, run_id: str) -> str:
+        """The run's page in the MLflow UI."""
+        experiment = self.location().client().get_run(run_id).info.experiment_id
+        return f"{self.ui_url.rstrip('/')}/#/experiments/{experiment}/runs/{run_id}"
+
+    def model_version_url(self, version: str) -> str:
+        """The registered model version's page in the MLflow UI."""
+        return f"{self.ui_url.rstrip('/')}/#/models/{self.model_name}/versions/{version}"
 
     def log_training(self, result: TrainingResult, run_name: str | None = None,
                      tags: dict[str, str] | None = None) -> LoggedTraining:

@@ -1,0 +1,78 @@
+"""``reports/daily_brief``: one self-contained HTML page per scored day, for people.
+
+The page is a file under ``$CHURN_HOME/reports/brief/<day>.html``; the materialization links
+it (a ``file://`` URL and the path). It runs in the scoring job right after the day's scores and
+decisions, and in the UI its (eager) automation condition renders the latest day when its scores
+or decisions change.
+"""
+
+from datetime import date
+
+import dagster as dg
+
+from churn_assets import catalog
+from churn_assets.reports.format import DEFAULT_CURRENCY, money
+from churn_assets.reports.inputs import TREND_DAYS, write_brief
+from churn_assets.resources.mlflow import MlflowResource
+from churn_assets.resources.store import DateWindow, TableStore
+from churn_assets.settings import Paths, Settings
+from churn_assets.steps.reads import to_polars
+
+BRIEF_KEY = catalog.DAILY_BRIEF.key
+SCORES = catalog.SCORES.full_name
+
+
+class BriefConfig(dg.Config):
+    currency: str = DEFAULT_CURRENCY
+    trend_days: int = TREND_DAYS
+
+
+def build_report_asset(partitions_def, settings: Settings, paths: Paths) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=BRIEF_KEY,
+        # The model registry is read too, but a new model version must not re-render every
+        # past day: the brief depends on the day's scores and decisions only.
+        deps=[catalog.SCORES.key, catalog.ACTIONS.key, catalog.WHALES.key],
+        partitions_def=partitions_def,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        automation_condition=dg.AutomationCondition.eager(),
+    )
+    def daily_brief(context: dg.AssetExecutionContext, config: BriefConfig, store: TableStore,
+                    mlflow: MlflowResource):
+        window = DateWindow.from_time_window(context.partition_time_window)
+        scored = _scored_days(store, window)
+        if not scored:
+            raise dg.Failure(description=f"no scores for {window}: materialize scores/daily "
+                             "(the churn_scoring job) for these days first")
+        location = mlflow.location()
+        pages = []
+        for day in window.days:
+            if day not in scored:
+                context.log.warning(f"{day} has no scores: no brief for it")
+                continue
+            path, inputs = write_brief(store, location, settings, day, paths.reports,
+                                       config.currency, mlflow.ui_url, config.trend_days)
+            pages.append((day, path, inputs))
+        day, path, inputs = pages[-1]
+        today = inputs.today(inputs.scores)
+        return dg.MaterializeResult(metadata={
+            "brief": dg.MetadataValue.url(path.as_uri()),
+            "path": dg.MetadataValue.path(str(path)),
+            "pages": len(pages),
+            "latest_day": str(day),
+            "customers_scored": today.height,
+            "revenue_at_risk": money(float(today["revenue_at_risk"].sum()), config.currency),
+            "size_kb": round(path.stat().st_size / 1024, 1),
+            "open_with": f"churn-assets report --day {day} --open",
+        })
+
+    return daily_brief
+
+
+def _scored_days(store: TableStore, window: DateWindow) -> set[date]:
+    if not store.exists(SCORES):
+        return set()
+    day = catalog.SNAPSHOT_DATE
+    days = to_polars(store.read(SCORES, window, day, columns=[day]))
+    return set(days[day].unique().to_list())
+
