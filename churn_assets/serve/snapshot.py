@@ -20,7 +20,12 @@ import narwhals as nw
 import polars as pl
 
 from churn_assets import catalog
-from churn_assets.assets.decisions import learned_settings, recently_selected
+from churn_assets.assets.decisions import (
+    learned_settings,
+    measured_control_retention,
+    predicted_uplift,
+    recently_selected,
+)
 from churn_assets.assets.scores import load_cltv
 from churn_assets.decisions.feed import crm_feed, decide
 from churn_assets.decisions.policy import choose_actions
@@ -153,14 +158,27 @@ def load_snapshot(store: TableStore, mlflow: MlflowResource, settings: Settings)
         candidates = scored.filter(pl.col("in_population")).select(
             pl.lit(day).alias(SNAPSHOT), "customer_id", "segment", "churn_probability", "cltv",
             "revenue_at_risk", "risk_band", pl.lit(str(version)).alias("model_version"))
-        candidates = candidates.join(recently_selected(
-            store, day, learned.decisions.policy.cooldown_days), on="customer_id", how="anti")
-        feed = crm_feed(decide(candidates, learned.decisions).decisions)
+        feed = decide_day(store, mlflow, settings, learned, candidates, day)
         source = f"the policy on {day} (not yet in decisions/actions)"
     decided = {r["customer_id"]: {k: r[k] for k in (
         "action", "cost", "expected_value", "control", "reason")}
         for r in feed.iter_rows(named=True)}
     return Snapshot(scorer, day, customers, decided, source, datetime.now(UTC))
+
+
+def decide_day(store: TableStore, mlflow: MlflowResource, settings: Settings,
+               learned: Settings, scores: pl.DataFrame, day: date) -> pl.DataFrame:
+    """The CRM feed ``decisions/actions`` would write for ``day`` from these scores, with what
+    is known now: the same cooldown, uplift champion, exploration and control groups."""
+    policy = settings.decisions.policy
+    eligible = scores.join(recently_selected(store, day, policy.cooldown_days),
+                           on="customer_id", how="anti")
+    champion = mlflow.load_uplift_champion() if policy.kind == "budget" else None
+    predicted = predicted_uplift(store, champion[0], eligible, day) if champion else None
+    decided = decide(eligible, learned.decisions, uplift=predicted,
+                     window_days=settings.scoring.outcome_window_days,
+                     retention=measured_control_retention(store, day))
+    return crm_feed(decided.decisions)
 
 
 class SnapshotHolder:

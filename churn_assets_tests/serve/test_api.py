@@ -228,12 +228,19 @@ def test_serve_refuses_to_start_without_a_key(monkeypatch, capsys):
 
 
 def test_an_undecided_day_gets_the_actions_decisions_actions_would_write(scored_world, tmp_path):
-    """Before the day's decisions run, the API runs the same policy, cooldown and control group
-    over the day's customers: remove the stored feed of the last day, and the snapshot's
-    actions are exactly the feed the decisions asset wrote for it."""
+    """Before the day's decisions run, the API runs the same policy, cooldown, uplift model and
+    control groups over the day's customers: decide the last day again with what is known now
+    (outcomes have been measured since), remove that feed, and the snapshot's actions are
+    exactly the feed the decisions asset wrote."""
+    import dagster as dg
+
+    from churn_assets.automation import SCORING_JOB
     from churn_assets.resources.store import DateWindow
+    from churn_assets_tests.scored_world import run_job
 
     paths = copy_world(scored_world[0], tmp_path / "home")
+    with dg.instance_for_test() as instance:
+        run_job(paths, SCORING_JOB, instance, LAST, LAST)
     written = lake(paths, "decisions.actions").filter(pl.col("snapshot_date") == LAST)
     assert written.height
     store = build_resources("local", paths, load_settings(paths))["store"]
