@@ -11,7 +11,7 @@ from datetime import date, timedelta
 
 import polars as pl
 
-from churn_assets.decisions.uplift import uplift
+from churn_assets.decisions.uplift import policy_arm, uplift
 
 BANDS = ("low", "medium", "high")
 SNAPSHOT = "snapshot_date"
@@ -136,7 +136,10 @@ def actions_today(inputs: BriefInputs) -> pl.DataFrame:
 
 def campaign_results(outcomes: pl.DataFrame) -> pl.DataFrame:
     """Per campaign day and action: retention uplift (treated - control) with its 95%
-    interval, spend, and saved revenue = revenue uplift per customer x treated customers."""
+    interval, spend, and saved revenue = revenue uplift per customer x treated customers; the
+    policy's own arms, as ``decisions/outcomes`` measures them (exploration rows are another
+    population)."""
+    outcomes = policy_arm(outcomes) if not outcomes.is_empty() else outcomes
     if outcomes.is_empty():
         return pl.DataFrame()
     per_day = uplift(outcomes, by=(SNAPSHOT, "action"))

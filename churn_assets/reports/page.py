@@ -292,7 +292,8 @@ def _campaigns(page: Page) -> str:
         svg.Series("saved revenue", cumulative["cumulative_saved_revenue"].to_list(), "#3a9a5b"),
         svg.Series("spend", cumulative["cumulative_spend"].to_list(), "#c8443f"),
     ], page.short_money, note="Saved revenue: (treated - control) revenue per customer × "
-        "treated customers, over each campaign's outcome window.")
+        "treated customers, over each campaign's outcome window; the policy's arms "
+        "(exploration rows are measured separately).")
     return _section("Campaign results", f'<div class="grid">{uplift_chart}{value_chart}</div>',
                     "campaigns")
 
