@@ -33,10 +33,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     sim = sub.add_parser("simulate", help="write a simulated business's daily drops to the landing zone")
-    sim.add_argument("--customers", type=int, default=3000, help="customers over the history (default 3000)")
+    sim.add_argument(
+        "--preset", choices=["default", "sparse-retail"], default="default",
+        help="default: a dense e-commerce business with all five domains; sparse-retail: "
+        "customers and transactions only, a first-quarter cohort buying a few times a year "
+        "(calibrated to the CDNOW sample; see the README)",
+    )
+    sim.add_argument("--customers", type=int,
+                     help="customers over the history (default 3000; sparse-retail 23570)")
     # 240 days: a 90-day label horizon leaves enough labelled days to train and validate on.
-    sim.add_argument("--days", type=int, default=240, help="days to simulate (default 240)")
-    sim.add_argument("--start", type=_day, default=date(2026, 1, 1), help="first day (default 2026-01-01)")
+    sim.add_argument("--days", type=int, help="days to simulate (default 240; sparse-retail 546)")
+    sim.add_argument("--start", type=_day,
+                     help="first day (default 2026-01-01; sparse-retail 2025-01-01)")
     sim.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
     sim.add_argument("--clean", action="store_true", help="no dirt at all (overrides the rates)")
     for knob, text in [
@@ -174,9 +182,19 @@ def _simulate(args: argparse.Namespace) -> int:
         }
         dirt = DirtConfig(**knobs)
     domains = tuple(d.strip() for d in args.domains.split(",")) if args.domains else DOMAINS
+    sparse = args.preset == "sparse-retail"
+    if sparse:
+        from churn_assets.simulator.sparse import sparse_retail_config
+
+        if args.until or args.apply_actions:
+            raise ValueError("--until and --apply-actions work with the default preset only")
+        preset = sparse_retail_config(seed=args.seed, dirt=dirt)
+        domains = tuple(d for d in domains if d in preset.domains) or preset.domains
+    else:
+        preset = SimConfig(customers=3000, days=240, start=date(2026, 1, 1))
     config = SimConfig(
-        customers=args.customers, days=args.days, start=args.start, seed=args.seed, dirt=dirt,
-        domains=domains,
+        customers=args.customers or preset.customers, days=args.days or preset.days,
+        start=args.start or preset.start, seed=args.seed, dirt=dirt, domains=domains,
     )
     last_day = config.start + timedelta(days=config.days - 1)
     until = args.until or last_day
@@ -194,7 +212,7 @@ def _simulate(args: argparse.Namespace) -> int:
     # The stamp names the world, how far it went and the actions applied: repeating a command is
     # a no-op, while a later --until or new actions simulate again (and only add drops).
     stamp = paths.truth / "simulated_with.json"
-    wanted = simulation_stamp(config, until, actions)
+    wanted = simulation_stamp(config, until, actions) | ({"preset": args.preset} if sparse else {})
     previous = read_stamp(stamp, config)
     if not args.force and previous is not None:
         if previous == wanted:
@@ -204,7 +222,13 @@ def _simulate(args: argparse.Namespace) -> int:
         check_same_history(previous, wanted, actions, paths.landing)
     print(f"simulating {config.customers:,} customers over {config.days} days from {config.start} "
           f"through {until} (seed {config.seed}) into {paths.landing}")
-    summary = simulate(paths, config, actions=actions, progress=_progress("simulate"), until=until)
+    if sparse:
+        from churn_assets.simulator.sparse import simulate_sparse
+
+        summary = simulate_sparse(paths, config, progress=_progress("simulate"))
+    else:
+        summary = simulate(paths, config, actions=actions, progress=_progress("simulate"),
+                           until=until)
     stamp.write_text(json.dumps(wanted, sort_keys=True))
     rows = ", ".join(f"{d} {n:,}" for d, n in summary.rows.items() if d in domains)
     dirt_made = ", ".join(f"{k} {v:,}" for k, v in summary.dirt_totals().items() if v)
