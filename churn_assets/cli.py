@@ -259,6 +259,7 @@ def _import(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from churn_assets import catalog
+    from churn_assets.assets.common import last_arrival
     from churn_assets.automation import LABELS_JOB
     from churn_assets.definitions import build_definitions, daily_partitions
     from churn_assets.lab.runner import landing_range, persistent_instance, run_range
@@ -285,13 +286,15 @@ def _run(args: argparse.Namespace) -> int:
                   "(details in the UI)", flush=True)
 
     horizon = settings.labels.horizon_days
-    # A label needs its whole window to have landed, whatever range this run covers.
-    labelled_through = min(last, landed_last - timedelta(days=horizon))
     with persistent_instance() as instance:
         run_range(
             defs, daily_partitions(settings), first, last, instance,
             days_per_run=args.days_per_run, on_chunk=report,
         )
+        # A label needs its whole window in silver: what has been ingested (by this run or an
+        # earlier one), not what has landed, which may reach past --through.
+        ingested = last_arrival(defs.resources["store"], catalog.silver("payments").full_name) or first
+        labelled_through = min(last, ingested - timedelta(days=horizon))
         if labelled_through >= first:
             print(f"churn labels for {first} .. {labelled_through} (horizon {horizon} days)")
             run_range(
@@ -300,10 +303,10 @@ def _run(args: argparse.Namespace) -> int:
             )
         else:
             print(f"no label days in this range: a label needs {horizon} days of data after its "
-                  f"snapshot day (data has landed through {landed_last}; [labels] horizon_days "
-                  "in settings.toml)")
+                  f"snapshot day (payments are ingested through {ingested}, landed through "
+                  f"{landed_last}; [labels] horizon_days in settings.toml)")
         if _train(defs, instance):
-            _score_and_decide(defs, daily_partitions(settings), first, last, landed_last,
+            _score_and_decide(defs, daily_partitions(settings), first, last, ingested,
                               settings, instance, args.days_per_run)
     store = defs.resources["store"]
     print(f"\ntables: {store.location(catalog.SCORES.full_name)} and its siblings (churn-assets sql "
@@ -312,7 +315,7 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _score_and_decide(defs, partitions_def, first, last, landed_last, settings, instance,
+def _score_and_decide(defs, partitions_def, first, last, ingested, settings, instance,
                       days_per_run: int) -> None:
     from churn_assets.automation import OUTCOMES_JOB, SCORING_JOB
     from churn_assets.lab.runner import RunError, run_range
@@ -325,7 +328,7 @@ def _score_and_decide(defs, partitions_def, first, last, landed_last, settings, 
         print(f"  not scored: {exc}")
         return
     window = settings.scoring.outcome_window_days
-    measured_through = min(last, landed_last - timedelta(days=window))
+    measured_through = min(last, ingested - timedelta(days=window))
     if measured_through >= first:
         print(f"campaign outcomes for {first} .. {measured_through} ({window}-day window)")
         run_range(defs, partitions_def, first, measured_through, instance,

@@ -9,6 +9,12 @@ the data is simulated or real. Values are mapped, not cleaned: silver still type
 * Customers land in ``customers`` as a snapshot: all customers in one drop on ``as_of`` when given,
   otherwise each on the day of their ``signup_at`` (or today when there is no signup date).
   Unmapped columns are kept as extra attribute columns.
+* A business with transactions only: when the landing zone holds no customer export,
+  ``import transactions`` derives the customer list from the transactions (signup = first
+  purchase, status ``active``, no attributes) as ``derived-<source>.parquet`` customer drops and
+  says so. A later ``import customers`` removes the customers it covers from those derived
+  files (re-dropping their days), so the export's profile, not the derived one, is what silver
+  and gold see.
 
 Nothing is silently dropped: every record is written or listed, with its line and reason, in
 ``landing/_rejected/<source>-<domain>.csv``. Re-importing an unchanged file changes nothing: a day
@@ -19,7 +25,7 @@ from __future__ import annotations
 
 import io
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -28,7 +34,7 @@ import polars as pl
 from churn_assets.ingest import import_values as V
 from churn_assets.ingest.columns import COLUMNS
 from churn_assets.ingest.import_values import ImportDataError, ImportMappingError, parse_mapping
-from churn_assets.ingest.landing import find_drop, write_drop
+from churn_assets.ingest.landing import find_drop, list_drops, write_drop
 from churn_assets.ingest.readers import ROW_NUMBER, LandingFileError, parse_csv, read_landing_file
 from churn_assets.settings import Paths, load_settings
 
@@ -166,7 +172,7 @@ def import_transactions(
         notes.append("no status column mapped: charges are 'paid', refunds 'refunded'")
     used = {column for source_column in mapping.values() for column in source_column.split("*")}
     dropped = tuple(c for c in source.rows.columns if c not in used and c != ROW_NUMBER)
-    return _land(
+    report = _land(
         path,
         "payments",
         frame,
@@ -177,6 +183,75 @@ def import_transactions(
         [*notes, *stamps.notes],
         dropped=dropped,
     )
+    derived = _derive_customers(path, frame.filter(pl.col("_reason").is_null()), paths)
+    if derived:
+        report = replace(report, notes=(*report.notes, derived))
+    return report
+
+
+DERIVED_PREFIX = "derived-"
+
+
+def _derive_customers(path: Path, accepted: pl.DataFrame, paths: Paths) -> str | None:
+    """Customer drops derived from transactions when there is no customer export: one profile
+    per customer on the day of their first transaction (signup_at = updated_at = that moment,
+    status ``active``). Silver requires every payment to name a known customer, and a
+    transactions-only business has no other list of them."""
+    drops = list_drops(paths.landing, "customers")
+    if any(not name.startswith(DERIVED_PREFIX) for drop in drops for name in drop.files):
+        return None
+    first = (
+        accepted.filter(pl.col("customer_id").is_not_null())
+        .group_by("customer_id")
+        .agg(_signup=pl.col("_created").min())
+        .sort("customer_id")
+    )
+    if first.height == 0:
+        return None
+    signup = V.iso_utc(pl.col("_signup"))
+    rows = first.with_columns(
+        **{c: pl.lit(None, pl.String) for c in COLUMNS["customers"] if c != "customer_id"},
+    ).with_columns(
+        signup_at=signup, updated_at=signup, status=pl.lit("active"),
+        _day=pl.col("_signup").dt.date(),
+    )
+    name = f"{DERIVED_PREFIX}{_slug(path.stem)}.parquet"
+    for (day,), day_rows in sorted(rows.partition_by("_day", as_dict=True).items()):
+        _replace_file(paths, "customers", day, name,
+                      _serialize(day_rows.select(COLUMNS["customers"]), "customers"))
+    return (f"no customer export in the landing zone: derived {first.height:,} customers from "
+            f"their first transaction (signup = first purchase, status active) into "
+            f"landing/customers/*/{name}; `import customers` later replaces their profiles")
+
+
+def _replace_file(paths: Paths, domain: str, day: date, name: str, content: bytes) -> bool:
+    """Put one file into a day's drop beside the files other sources dropped there (a new
+    revision only when the content changed). Returns whether the drop changed."""
+    existing = find_drop(paths.landing, domain, day)
+    if existing and name in existing.files and (existing.path / name).read_bytes() == content:
+        return False
+    files = ({other: (existing.path / other).read_bytes() for other in existing.files}
+             if existing else {})
+    files[name] = content
+    write_drop(paths.landing, domain, day, files)
+    return True
+
+
+def _retire_derived(paths: Paths, exported: pl.Series) -> int:
+    """Remove the customers of a real export from the derived customer files: their export
+    profile replaces the derived one. Returns how many derived profiles were removed."""
+    removed = 0
+    known = exported.drop_nulls().unique().implode()
+    for drop in list_drops(paths.landing, "customers"):
+        for name in drop.files:
+            if not name.startswith(DERIVED_PREFIX):
+                continue
+            rows = pl.read_parquet(drop.path / name)
+            kept = rows.filter(~pl.col("customer_id").is_in(known))
+            if kept.height < rows.height:
+                _replace_file(paths, "customers", drop.day, name, _serialize(kept, "customers"))
+                removed += rows.height - kept.height
+    return removed
 
 
 def import_customers(
@@ -239,7 +314,7 @@ def import_customers(
     canonical["customer_id"] = V.customer_id(mapping["customer_id"])
     canonical["updated_at"] = V.iso_utc(updated)
     frame = frame.sort(ROW_NUMBER).with_columns(**canonical, _day=updated.dt.date())
-    return _land(
+    report = _land(
         path,
         "customers",
         frame,
@@ -250,6 +325,12 @@ def import_customers(
         notes,
         extras=extras,
     )
+    retired = _retire_derived(paths, frame.filter(pl.col("_reason").is_null())["customer_id"])
+    if retired:
+        report = replace(report, notes=(*report.notes, (
+            f"replaced {retired:,} customer profiles derived from transactions with this "
+            "export's (their days were re-dropped; run the graph again to ingest them)")))
+    return report
 
 
 @dataclass(frozen=True)
