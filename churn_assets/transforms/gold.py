@@ -52,6 +52,7 @@ from churn_assets.transforms.activity import (
 )
 from churn_assets.transforms.dates import (
     days_since,
+    epoch_day,
     in_window,
     utc_date,
     visible_by,
@@ -100,7 +101,10 @@ _FEATURES: dict[str, tuple[nw.dtypes.DType, str | None]] = {
     "status": (_S, _CUS), "tenure_days": (_I, None), "days_since_last_order": (_I, _PAY),
     "orders_total": (_I, _PAY), "revenue_total": (_F, _PAY), "avg_order_value": (_F, _PAY),
     "category_diversity": (_I, _PAY), "orders_7d": (_I, _PAY), "orders_30d": (_I, _PAY),
-    "orders_90d": (_I, _PAY), "revenue_90d": (_F, _PAY), "sessions_7d": (_I, _EVT),
+    "orders_90d": (_I, _PAY), "revenue_90d": (_F, _PAY),
+    "days_since_first_order": (_I, _PAY), "mean_days_between_orders": (_F, _PAY),
+    "order_gap_ratio": (_F, _PAY), "orders_per_tenure_month": (_F, _PAY),
+    "spend_trend": (_F, _PAY), "sessions_7d": (_I, _EVT),
     "sessions_30d": (_I, _EVT), "days_since_last_session": (_I, _EVT),
     "engagement_trend": (_F, _EVT), "tickets_30d": (_I, _TKT),
     "last_ticket_category": (_S, _TKT), "csat_trend": (_F, _TKT),
@@ -248,14 +252,15 @@ def features(state: CustomerState, recent_activity: Any, recent_tickets: Any,
     rows = utc_date(utc_date(rows, "signup_at", "_signup_date"), "cancelled_at", "_cancel_date")
 
     counts = {name: nw.col(name).fill_null(0) for name in _WINDOWED}
+    tenure = days_since(nw.coalesce("_signup_date", "first_seen_date"), snapshot_date)
     sessions_7d, sessions_30d = (nw.col(c).fill_null(0).cast(nw.Float64)
                                  for c in ("sessions_7d", "sessions_30d"))
     values: dict[str, nw.Expr] = {
         "snapshot_date": day,
         "customer_id": nw.col("customer_id"),
         **{c: nw.col(c) for c in ("segment", "region", "acquisition_channel", "status")},
-        "tenure_days": days_since(nw.coalesce("_signup_date", "first_seen_date"),
-                                  snapshot_date),
+        "tenure_days": tenure,
+        **_sparse_history(tenure, snapshot_date),
         "days_since_last_order": days_since("last_order_date", snapshot_date),
         "orders_total": nw.col("orders_total"),
         "revenue_total": nw.col("revenue_total"),
@@ -280,6 +285,38 @@ def features(state: CustomerState, recent_activity: Any, recent_tickets: Any,
         for name, (dtype, domain) in _FEATURES.items()
     )
     return conform(out, FEATURE_SCHEMA).to_native()
+
+
+def _sparse_history(tenure: nw.Expr, snapshot_date: date) -> dict[str, nw.Expr]:
+    """Features for customers who buy a few times a year, where windowed counts are mostly 0.
+
+    - ``mean_days_between_orders``: first to last order over the gaps between them (2+ orders);
+    - ``order_gap_ratio``: the gap still open (days since the last order) over that usual gap,
+      so 3 means "three of their usual gaps without an order";
+    - ``orders_per_tenure_month``: lifetime orders per 30 days of tenure (at least one day);
+    - ``spend_trend``: revenue of the last 90 days over the customer's usual 90 days' revenue
+      (lifetime revenue per day x 90, over at least 90 days): below 1 is spending less.
+
+    All from the lifetime state and the 90-day window, so they fold incrementally like the
+    columns they come from. Divisions are of floats, so Polars and Spark agree.
+    """
+    orders = nw.col("orders_total").cast(nw.Float64)
+    span = (epoch_day("last_order_date") - epoch_day("first_order_date")).cast(nw.Float64)
+    usual_gap = nw.when(nw.col("orders_total") > 1).then(span / (orders - 1))
+    since_last = days_since("last_order_date", snapshot_date).cast(nw.Float64)
+    days = tenure.cast(nw.Float64)
+    revenue = nw.col("revenue_total").cast(nw.Float64)
+    return {
+        "days_since_first_order": days_since("first_order_date", snapshot_date),
+        "mean_days_between_orders": usual_gap,
+        # Orders on the same day give a usual gap of 0: count it as one day.
+        "order_gap_ratio": since_last / nw.when(usual_gap < 1.0).then(1.0).otherwise(usual_gap),
+        "orders_per_tenure_month": nw.when(days < 1.0).then(orders * 30.0)
+        .otherwise(orders * 30.0 / days),
+        "spend_trend": nw.when(revenue > 0.0).then(
+            nw.col("revenue_90d").fill_null(0.0).cast(nw.Float64)
+            * nw.when(days < 90.0).then(90.0).otherwise(days) / (revenue * 90.0)),
+    }
 
 
 def _category_counts(categories: Any) -> nw.LazyFrame:

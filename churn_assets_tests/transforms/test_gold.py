@@ -281,6 +281,11 @@ def test_feature_values_on_the_snapshot_day(silver_world):
         "category_diversity": 3,               # books, garden, toys
         "orders_7d": 3, "orders_30d": 3, "orders_90d": 4,  # o3, o4, o5 (+ o2 12-20)
         "revenue_90d": 130.0,                  # 40+20-10+30+50
+        "days_since_first_order": 95,          # o1 on 2025-12-05
+        "mean_days_between_orders": 23.25,     # 93 days from o1 to o4, over 4 gaps
+        "order_gap_ratio": 2 / 23.25,          # 2 days into a usual gap of 23.25
+        "orders_per_tenure_month": 5 * 30 / 110,
+        "spend_trend": 130 * 110 / (230 * 90),  # the last 90 days against the usual 90 days
         "sessions_7d": 3, "sessions_30d": 4,   # 03-06 x2, 03-09 (+ 03-02); not the page_view
         "days_since_last_session": 1, "engagement_trend": None,
         "tickets_30d": 1,                      # t2, delivered twice, counts once
