@@ -20,7 +20,7 @@ both calibrated on the same held-out customers, explained with SHAP values.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import lightgbm as lgb
@@ -30,11 +30,13 @@ from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
 from churn_assets.ml import metrics as m
 from churn_assets.ml.dataset import LABEL, FeatureSpec, TimeSplit, time_split, training_frame
+from churn_assets.ml.purchase_process import PurchaseProcess
 
 DEFAULT_LGBM_PARAMS: dict[str, Any] = {
     "objective": "binary", "learning_rate": 0.05, "num_leaves": 15, "min_data_in_leaf": 100,
@@ -43,6 +45,10 @@ DEFAULT_LGBM_PARAMS: dict[str, Any] = {
     "verbose": -1,
 }
 DRIVERS = 3
+# The baseline a boosted model must beat: a plain logistic regression on recency, frequency,
+# monetary value and tenure (RFM-T), the yardstick retail analysts use first.
+BASELINE_FEATURES = ("days_since_last_order", "orders_total", "revenue_total", "avg_order_value",
+                     "tenure_days")
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,20 @@ class ChurnTrainingConfig:
     early_stopping_rounds: int = 50
     seed: int = 0
     lgbm_params: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_LGBM_PARAMS))
+    # Train (and calibrate) on every n-th labelled snapshot day, counted back from validation;
+    # validation keeps every day. Neighbouring days repeat the same customers almost unchanged.
+    snapshot_every_days: int = 1
+    # Weight each training customer's rows to sum to the same total, so a frequent buyer, at
+    # risk on every snapshot day, counts as much as a one-time buyer at risk on a few.
+    weight_customers: bool = False
+    # The boosted model scores only if its validation ROC-AUC beats the baseline's by this much.
+    min_gain_over_baseline: float = 0.0
+    # Add the MBG/NBD probability alive and expected orders as model inputs.
+    purchase_process: bool = True
+
+    def __post_init__(self) -> None:
+        if self.snapshot_every_days < 1:
+            raise ValueError(f"snapshot_every_days must be at least 1, got {self.snapshot_every_days}")
 
     def params(self) -> dict[str, Any]:
         """Flat, loggable parameters."""
@@ -64,6 +84,10 @@ class ChurnTrainingConfig:
                 "calibration_share": self.calibration_share, "calibration": self.calibration,
                 "num_boost_round": self.num_boost_round,
                 "early_stopping_rounds": self.early_stopping_rounds, "seed": self.seed,
+                "snapshot_every_days": self.snapshot_every_days,
+                "weight_customers": self.weight_customers,
+                "min_gain_over_baseline": self.min_gain_over_baseline,
+                "purchase_process": self.purchase_process,
                 **{f"lgbm_{k}": v for k, v in self.lgbm_params.items()}}
 
 
@@ -93,30 +117,19 @@ class Calibrator:
         return self._platt.predict_proba(_logit(raw)[:, None])[:, 1]
 
 
-@dataclass
-class ChurnModel:
-    """A trained churn model, everything scoring needs: the feature encoding, the booster, the
-    calibration and the global importance (mean |SHAP| on validation, highest first)."""
+class _Explained:
+    """Drivers and scores from per-feature contributions; shared by both kinds of model."""
 
     spec: FeatureSpec
-    booster: lgb.Booster
-    calibrator: Calibrator
-    importance: pl.DataFrame
-    horizon_days: int
-
-    def raw_proba(self, frame: pl.DataFrame) -> np.ndarray:
-        return self.booster.predict(self.spec.matrix(frame))
 
     def predict_proba(self, frame: pl.DataFrame) -> np.ndarray:
-        """Calibrated probability of churning within ``horizon_days``, one per row."""
-        return np.clip(self.calibrator(self.raw_proba(frame)), 0.0, 1.0)
+        raise NotImplementedError
 
     def contributions(self, frame: pl.DataFrame) -> np.ndarray:
-        """SHAP values (rows, features + 1 for the bias) on the raw log-odds scale."""
-        return self.booster.predict(self.spec.matrix(frame), pred_contrib=True)
+        raise NotImplementedError
 
     def drivers(self, frame: pl.DataFrame, k: int = DRIVERS) -> pl.DataFrame:
-        """Per row, the ``k`` features that raise the churn risk the most (largest SHAP value
+        """Per row, the ``k`` features that raise the churn risk the most (largest contribution
         first): ``driver_<i>`` (feature name) and ``driver_<i>_impact`` (log-odds). A customer
         with fewer than ``k`` risk-raising features gets the least risk-lowering ones next
         (negative impact)."""
@@ -141,18 +154,61 @@ class ChurnModel:
 
 
 @dataclass
-class BaselineModel:
-    """The logistic-regression baseline, calibrated like the model."""
+class ChurnModel(_Explained):
+    """A trained churn model, everything scoring needs: the feature encoding, the booster, the
+    calibration and the global importance (mean |SHAP| on validation, highest first)."""
+
+    spec: FeatureSpec
+    booster: lgb.Booster
+    calibrator: Calibrator
+    importance: pl.DataFrame
+    horizon_days: int
+    kind: str = "lightgbm"
+
+    def raw_proba(self, frame: pl.DataFrame) -> np.ndarray:
+        return self.booster.predict(self.spec.matrix(frame))
+
+    def predict_proba(self, frame: pl.DataFrame) -> np.ndarray:
+        """Calibrated probability of churning within ``horizon_days``, one per row."""
+        return np.clip(self.calibrator(self.raw_proba(frame)), 0.0, 1.0)
+
+    def contributions(self, frame: pl.DataFrame) -> np.ndarray:
+        """SHAP values (rows, features + 1 for the bias) on the raw log-odds scale."""
+        return self.booster.predict(self.spec.matrix(frame), pred_contrib=True)
+
+
+@dataclass
+class BaselineModel(_Explained):
+    """The logistic-regression baseline on recency, frequency, monetary value and tenure,
+    calibrated like the model. It can score on its own: when the boosted model does not beat
+    it, it is what gets registered. Its drivers are the logistic terms of each feature (a
+    feature's standardized, log-scaled value times its coefficient, plus its missing
+    indicator's term), on the same log-odds scale as SHAP values."""
 
     spec: FeatureSpec
     pipeline: Pipeline
     calibrator: Calibrator
+    horizon_days: int = 0
+    importance: pl.DataFrame = field(default_factory=pl.DataFrame)
+    kind: str = "logistic_baseline"
 
     def raw_proba(self, frame: pl.DataFrame) -> np.ndarray:
         return self.pipeline.predict_proba(self.spec.matrix(frame))[:, 1]
 
     def predict_proba(self, frame: pl.DataFrame) -> np.ndarray:
         return np.clip(self.calibrator(self.raw_proba(frame)), 0.0, 1.0)
+
+    def contributions(self, frame: pl.DataFrame) -> np.ndarray:
+        encode = self.pipeline.named_steps["encode"]
+        design = encode.transform(self.spec.matrix(frame))
+        design = design.toarray() if hasattr(design, "toarray") else np.asarray(design)
+        logistic = self.pipeline.named_steps["logistic"]
+        owners = _design_owners(encode)
+        out = np.zeros((design.shape[0], len(self.spec.columns) + 1))
+        for column, owner in enumerate(owners):
+            out[:, owner] += design[:, column] * logistic.coef_[0, column]
+        out[:, -1] = logistic.intercept_[0]
+        return out
 
 
 @dataclass
@@ -176,32 +232,57 @@ class TrainingResult:
     validation: pl.DataFrame
     validation_probability: np.ndarray
     baseline_probability: np.ndarray
+    # ROC-AUC of ranking by days since the last order alone, on the validation rows.
+    recency_auc: float = float("nan")
+    # "lightgbm" or "logistic_baseline": which of the two scores, and why.
+    chosen: str = "lightgbm"
+    choice: str = ""
+
+    @property
+    def scorer(self) -> ChurnModel | BaselineModel:
+        """The model that scores: the boosted one unless it did not beat the baseline."""
+        return self.model if self.chosen == self.model.kind else self.baseline
+
+    @property
+    def scorer_probability(self) -> np.ndarray:
+        return (self.validation_probability if self.chosen == self.model.kind
+                else self.baseline_probability)
 
 
 def train_churn_model(features: pl.DataFrame | pl.LazyFrame, labels: pl.DataFrame | pl.LazyFrame,
                       config: ChurnTrainingConfig | None = None) -> TrainingResult:
-    """Join, split by time, train LightGBM and the baseline, calibrate both, evaluate both."""
+    """Join, split by time, train LightGBM and the baseline, calibrate both, evaluate both,
+    and choose which one scores."""
     config = config or ChurnTrainingConfig()
     frame = training_frame(features, labels)
     split = time_split(frame, config.horizon_days, config.validation_days,
                        config.calibration_share, config.seed)
+    split = _every_nth_day(frame, split, config.snapshot_every_days)
     train, calib, valid = (frame[split.train], frame[split.calibration],
                            frame[split.validation])
-    spec = FeatureSpec.fit(train)
+    process = (PurchaseProcess.fit(train, split.horizon_days) if config.purchase_process
+               else None)
+    spec = FeatureSpec.fit(train, process)
     y_train, y_calib, y_valid = (part[LABEL].to_numpy().astype(np.int64)
                                  for part in (train, calib, valid))
     x_train, x_calib = spec.matrix(train), spec.matrix(calib)
+    weight = _customer_weights(train) if config.weight_customers else None
 
-    booster, best_iteration = _train_booster(spec, x_train, y_train, x_calib, y_calib, config)
+    booster, best_iteration = _train_booster(spec, x_train, y_train, x_calib, y_calib, config,
+                                             weight)
     raw_calib = booster.predict(x_calib)
     model = ChurnModel(spec, booster, Calibrator(config.calibration).fit(raw_calib, y_calib),
                        pl.DataFrame(), split.horizon_days)
     model.importance = global_importance(spec, model.contributions(valid))
 
-    pipeline = _baseline_pipeline(spec).fit(x_train, y_train)
-    baseline_raw_calib = pipeline.predict_proba(x_calib)[:, 1]
-    baseline = BaselineModel(spec, pipeline,
-                             Calibrator(config.calibration).fit(baseline_raw_calib, y_calib))
+    baseline_spec = FeatureSpec.fit(train, only=BASELINE_FEATURES)
+    pipeline = _baseline_pipeline(baseline_spec).fit(
+        baseline_spec.matrix(train), y_train, logistic__sample_weight=weight)
+    baseline_raw_calib = pipeline.predict_proba(baseline_spec.matrix(calib))[:, 1]
+    baseline = BaselineModel(baseline_spec, pipeline,
+                             Calibrator(config.calibration).fit(baseline_raw_calib, y_calib),
+                             split.horizon_days)
+    baseline.importance = global_importance(baseline_spec, baseline.contributions(valid))
 
     p_model, p_baseline = model.predict_proba(valid), baseline.predict_proba(valid)
     metrics = {
@@ -215,13 +296,36 @@ def train_churn_model(features: pl.DataFrame | pl.LazyFrame, labels: pl.DataFram
         m.auc_by_segment(y_valid, p, segment).with_columns(scorer=pl.lit(name))
         for name, p in (("model", p_model), ("baseline", p_baseline))
     ])
+    recency = recency_auc(valid)
+    chosen, choice = choose_scorer(metrics["model"]["roc_auc"], metrics["baseline"]["roc_auc"],
+                                   recency, config.min_gain_over_baseline)
     return TrainingResult(
         model=model, baseline=baseline, config=config, split=split,
         best_iteration=best_iteration,
         metrics=metrics, comparison=m.against_baseline(metrics["model"], metrics["baseline"]),
         segments=segments, validation=valid, validation_probability=p_model,
-        baseline_probability=p_baseline,
+        baseline_probability=p_baseline, recency_auc=recency, chosen=chosen, choice=choice,
     )
+
+
+def recency_auc(rows: pl.DataFrame) -> float:
+    """ROC-AUC of "the longer since the last order, the likelier to churn" on labelled rows (a
+    customer without orders ranks by tenure): what any model must beat to be worth having."""
+    days = rows.select(pl.coalesce("days_since_last_order", "tenure_days").cast(pl.Float64)
+                       .fill_null(0.0)).to_series().to_numpy()
+    return float(roc_auc_score(rows[LABEL].to_numpy(), days))
+
+
+def choose_scorer(model_auc: float, baseline_auc: float, recency: float,
+                  min_gain: float = 0.0) -> tuple[str, str]:
+    """Which model scores, and a sentence saying why, from validation ROC-AUCs."""
+    versus = (f"LightGBM ROC-AUC {model_auc:.4f} vs logistic baseline {baseline_auc:.4f} "
+              f"(gain {model_auc - baseline_auc:+.4f}, required > {min_gain:.4f}); "
+              f"recency alone {recency:.4f}")
+    if model_auc - baseline_auc > min_gain:
+        return "lightgbm", f"LightGBM scores: {versus}"
+    return "logistic_baseline", (f"the logistic baseline scores, because LightGBM does not beat "
+                                 f"it: {versus}")
 
 
 def global_importance(spec: FeatureSpec, contributions: np.ndarray) -> pl.DataFrame:
@@ -232,13 +336,48 @@ def global_importance(spec: FeatureSpec, contributions: np.ndarray) -> pl.DataFr
     }).sort("mean_abs_shap", descending=True)
 
 
+def _every_nth_day(frame: pl.DataFrame, split: TimeSplit, every: int) -> TimeSplit:
+    """Keep the training and calibration rows of every ``every``-th snapshot day, counted back
+    from the first validation day (so the newest trainable day is always kept)."""
+    if every == 1:
+        return split
+    offset = (pl.lit(split.validation_start) - frame["snapshot_date"]).dt.total_days()
+    keep = (frame.select(offset % every == 0).to_series()).to_numpy()
+    return replace(split, train=split.train[keep[split.train]],
+                   calibration=split.calibration[keep[split.calibration]])
+
+
+def _customer_weights(train: pl.DataFrame) -> np.ndarray:
+    """1 / (the customer's rows), scaled to a mean of 1: every customer weighs the same."""
+    rows = train.select(pl.len().over("customer_id")).to_series().to_numpy().astype(np.float64)
+    weight = 1.0 / rows
+    return weight / weight.mean()
+
+
+def _design_owners(encode: ColumnTransformer) -> list[int]:
+    """For each column of the baseline's design matrix, the feature position it comes from."""
+    owners: list[int] = []
+    for name, steps, positions in encode.transformers_:
+        if name == "numbers":
+            owners += list(positions)
+            indicator = steps.named_steps["simpleimputer"].indicator_
+            if indicator is not None:
+                owners += [positions[i] for i in indicator.features_]
+        elif name == "categories" and len(positions):
+            onehot = steps.named_steps["onehotencoder"]
+            for position, categories in zip(positions, onehot.categories_, strict=True):
+                owners += [position] * len(categories)
+    return owners
+
+
 def _train_booster(spec: FeatureSpec, x_train, y_train, x_calib, y_calib,
-                   config: ChurnTrainingConfig) -> tuple[lgb.Booster, int]:
+                   config: ChurnTrainingConfig, weight: np.ndarray | None = None
+                   ) -> tuple[lgb.Booster, int]:
     names = list(spec.columns)
     categorical = [names[i] for i in spec.categorical_positions]
     params = {**config.lgbm_params, "seed": config.seed}
-    train = lgb.Dataset(x_train, y_train, feature_name=names, categorical_feature=categorical,
-                        free_raw_data=False)
+    train = lgb.Dataset(x_train, y_train, weight=weight, feature_name=names,
+                        categorical_feature=categorical, free_raw_data=False)
     stop_on = lgb.Dataset(x_calib, y_calib, reference=train)
     booster = lgb.train(
         params, train, num_boost_round=config.num_boost_round, valid_sets=[stop_on],

@@ -49,12 +49,28 @@ def customer_history(features: pl.DataFrame, history_start: date | None = None) 
     days = features["snapshot_date"].unique()
     if days.len() != 1:
         raise ValueError(f"customer_history needs one snapshot day, got {days.len()}")
+    return purchase_history(features, history_start)
+
+
+def purchase_history(features: pl.DataFrame, history_start: date | None = None) -> pl.DataFrame:
+    """``customer_history`` of every row, whatever its snapshot day.
+
+    A customer is born at their first order, which is then not a repeat order, when they have
+    no profile (known from payments only) or signed up the day of that order (a profile made
+    at checkout, or derived from the transactions): otherwise every such customer would count
+    one repeat order too many.
+    """
     tenure = pl.col("tenure_days").cast(pl.Float64).fill_null(0.0).clip(lower_bound=0.0)
-    if history_start is not None:
-        observed = (days.item() - history_start).days
-        tenure = tenure.clip(upper_bound=max(observed, 0))
     orders = pl.col("orders_total").cast(pl.Float64).fill_null(0.0)
     born_at_first_order = pl.col("status").is_null() & (orders > 0)
+    if "days_since_first_order" in features.columns:
+        since_first = pl.col("days_since_first_order").cast(pl.Float64)
+        born_at_first_order = (orders > 0) & (
+            pl.col("status").is_null() | (since_first >= tenure).fill_null(False))
+        tenure = pl.when(born_at_first_order).then(since_first.fill_null(tenure)).otherwise(tenure)
+    if history_start is not None:
+        observed = (pl.col("snapshot_date") - pl.lit(history_start)).dt.total_days()
+        tenure = tenure.clip(upper_bound=observed.clip(lower_bound=0).cast(pl.Float64))
     since_last = pl.col("days_since_last_order").cast(pl.Float64).fill_null(0.0)
     return features.select(
         "customer_id",
@@ -65,7 +81,7 @@ def customer_history(features: pl.DataFrame, history_start: date | None = None) 
         order_value=pl.when(orders > 0).then(pl.col("avg_order_value").cast(pl.Float64)),
         spend_orders=orders,
         net_revenue=pl.col("revenue_total").cast(pl.Float64).fill_null(0.0),
-        cancelled=pl.col("is_cancelled").fill_null(False),
+        cancelled=pl.col("is_cancelled").cast(pl.Boolean).fill_null(False),
     )
 
 

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
+from churn_assets.ml.purchase_process import DERIVED, NEEDS, PurchaseProcess
 from churn_assets.transforms.gold import FEATURE_SCHEMA
 
 KEY = ["snapshot_date", "customer_id"]
@@ -166,32 +167,53 @@ def _customer_share(customers: np.ndarray, share: float, seed: int) -> np.ndarra
 @dataclass(frozen=True)
 class FeatureSpec:
     """The columns a model reads and how: kept with the model, so scoring encodes as training
-    did. ``categories[c]`` fixes the codes of categorical column ``c`` (its position)."""
+    did. ``categories[c]`` fixes the codes of categorical column ``c`` (its position).
+
+    ``process`` (optional) is a fitted ``PurchaseProcess``: the model then also reads its
+    ``DERIVED`` columns, computed from the gold columns of each row (``inputs``) on the way in.
+    """
 
     numeric: tuple[str, ...]
     categories: dict[str, tuple[str, ...]]
     dropped: tuple[str, ...]
+    process: PurchaseProcess | None = None
 
     @classmethod
-    def fit(cls, frame: pl.DataFrame) -> FeatureSpec:
-        """Numeric and categorical columns of ``frame`` that hold any value; categories sorted."""
-        missing = [c for c in FEATURES if c not in frame.columns]
+    def fit(cls, frame: pl.DataFrame, process: PurchaseProcess | None = None,
+            only: tuple[str, ...] | None = None) -> FeatureSpec:
+        """Numeric and categorical columns of ``frame`` that hold any value; categories sorted.
+        ``only`` restricts the candidates (a baseline on a few columns)."""
+        candidates = only or FEATURES
+        missing = [c for c in candidates if c not in frame.columns]
         if missing:
             raise ValueError(f"the feature frame lacks columns {missing} (see FEATURE_SCHEMA)")
-        counts = frame.select(pl.col(FEATURES).count()).row(0, named=True)
-        used = [c for c in FEATURES if counts[c] > 0]
+        counts = frame.select(pl.col(candidates).count()).row(0, named=True)
+        used = [c for c in candidates if counts[c] > 0]
         categories = {
             c: tuple(sorted(frame[c].drop_nulls().cast(pl.String).unique().to_list()))
             for c in used if c in CATEGORICAL
         }
         numeric = tuple(c for c in used if c not in CATEGORICAL)
-        return cls(numeric, categories, tuple(c for c in FEATURES if counts[c] == 0))
+        return cls(numeric, categories, tuple(c for c in candidates if counts[c] == 0), process)
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """The gold features a scored frame must hold, in ``FEATURE_SCHEMA`` order: those the
+        model reads and those its derived columns are computed from."""
+        kept = set(self.numeric) | set(self.categories)
+        if self.process is not None:
+            kept |= set(NEEDS)
+        return tuple(c for c in FEATURES if c in kept)
 
     @property
     def columns(self) -> tuple[str, ...]:
-        """Every feature the model reads, in ``FEATURE_SCHEMA`` order."""
+        """Every feature the model reads: the gold ones, then the derived ones."""
         kept = set(self.numeric) | set(self.categories)
-        return tuple(c for c in FEATURES if c in kept)
+        return tuple(c for c in FEATURES if c in kept) + (
+            DERIVED if self.process is not None else ())
+
+    def is_text(self, column: str) -> bool:
+        return column in self.categories or column in CATEGORICAL
 
     @property
     def categorical_positions(self) -> list[int]:
@@ -200,6 +222,8 @@ class FeatureSpec:
     def matrix(self, frame: pl.DataFrame) -> np.ndarray:
         """float64 (rows, columns): numbers as they are, categories as codes, missing as NaN."""
         self._check(frame)
+        if self.process is not None and any(c not in frame.columns for c in DERIVED):
+            frame = self.process.add(frame)
         encoded = frame.select(
             pl.col(c).replace_strict(list(self.categories[c]), list(range(len(self.categories[c]))),
                                      default=None, return_dtype=pl.Float64)
@@ -214,12 +238,13 @@ class FeatureSpec:
         self._check(frame, ["customer_id"])
         return frame.select(
             pl.col("customer_id").cast(pl.String),
-            *(pl.col(c).cast(pl.String) if c in self.categories else pl.col(c).cast(pl.Float64)
-              for c in self.columns),
+            *(pl.col(c).cast(pl.String) if self.is_text(c) else pl.col(c).cast(pl.Float64)
+              for c in self.inputs),
         ).to_pandas()
 
     def _check(self, frame: pl.DataFrame, extra: list[str] | None = None) -> None:
-        missing = [c for c in [*(extra or []), *self.columns] if c not in frame.columns]
+        needed = [*(extra or []), *self.inputs]
+        missing = [c for c in needed if c not in frame.columns]
         if missing:
             raise ValueError(f"the frame to score lacks columns {missing} the model was "
                              f"trained on; pass gold customer_features rows (FEATURE_SCHEMA)")

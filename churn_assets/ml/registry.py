@@ -238,8 +238,8 @@ def scoring_input(model: mlflow.pyfunc.PyFuncModel, features: pl.DataFrame) -> p
 def signature(model: ChurnModel) -> ModelSignature:
     spec = model.spec
     inputs = Schema([ColSpec("string", "customer_id")] + [
-        ColSpec("string" if c in spec.categories else "double", c, required=False)
-        for c in spec.columns
+        ColSpec("string" if spec.is_text(c) else "double", c, required=False)
+        for c in spec.inputs
     ])
     outputs = Schema([ColSpec("string", "customer_id"), ColSpec("double", "churn_probability")]
                      + [ColSpec(t, f"driver_{i}{suffix}") for i in range(1, DRIVERS + 1)
