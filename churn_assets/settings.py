@@ -127,6 +127,17 @@ class ModelSettings(_Section):
     )
     validation_days: int = Field(
         14, ge=1, description="Latest labelled snapshot days held out for validation.")
+    snapshot_every_days: int = Field(
+        1, ge=1, le=90,
+        description="Train on every n-th labelled snapshot day (validation keeps every day): "
+        "a long window for a sparse business without repeating near-identical rows.")
+    weight_customers: bool = Field(
+        False, description="Weight every training customer equally, however many snapshot "
+        "days they are at risk on (frequent buyers otherwise dominate).")
+    min_gain_over_baseline: float = Field(
+        0.0, ge=0, le=1,
+        description="LightGBM scores only if its validation ROC-AUC beats the logistic "
+        "RFM-T baseline's by more than this; otherwise the baseline is registered and scores.")
     calibration: Literal["isotonic", "platt"] = Field(
         "isotonic", description="How raw scores become probabilities (on held-out customers).")
     auc_floor: float = Field(

@@ -63,7 +63,7 @@ class ChurnTrainingConfig:
     early_stopping_rounds: int = 50
     seed: int = 0
     lgbm_params: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_LGBM_PARAMS))
-    # Train (and calibrate) on every n-th labelled snapshot day, counted back from validation;
+    # Train (and calibrate) on every n-th trainable snapshot day, counted back from the newest;
     # validation keeps every day. Neighbouring days repeat the same customers almost unchanged.
     snapshot_every_days: int = 1
     # Weight each training customer's rows to sum to the same total, so a frequent buyer, at
@@ -337,12 +337,14 @@ def global_importance(spec: FeatureSpec, contributions: np.ndarray) -> pl.DataFr
 
 
 def _every_nth_day(frame: pl.DataFrame, split: TimeSplit, every: int) -> TimeSplit:
-    """Keep the training and calibration rows of every ``every``-th snapshot day, counted back
-    from the first validation day (so the newest trainable day is always kept)."""
+    """Keep the training and calibration rows of every ``every``-th trainable snapshot day,
+    counted back from the newest (which is always kept)."""
     if every == 1:
         return split
-    offset = (pl.lit(split.validation_start) - frame["snapshot_date"]).dt.total_days()
-    keep = (frame.select(offset % every == 0).to_series()).to_numpy()
+    days = frame["snapshot_date"]
+    trainable = np.concatenate([split.train, split.calibration])
+    kept = days.gather(trainable).unique().sort(descending=True).gather_every(every)
+    keep = days.is_in(kept.implode()).to_numpy()
     return replace(split, train=split.train[keep[split.train]],
                    calibration=split.calibration[keep[split.calibration]])
 

@@ -1,13 +1,17 @@
 """The promotion gate: when the challenger may become champion, and why (or why not).
 
-A challenger is promoted when both hold:
+A challenger is promoted when all hold:
 
-1. its validation ROC-AUC is at least ``auc_floor``, and
+1. its validation ROC-AUC is at least ``auc_floor``,
 2. it is not worse than the current champion's ROC-AUC *on the same validation rows* by more
-   than ``max_auc_drop``. Without a champion, rule 2 passes.
+   than ``max_auc_drop``. Without a champion, rule 2 passes;
+3. it ranks better than recency alone (days since the last order) on those rows: a model that
+   cannot beat the simplest rule has learnt nothing worth deploying.
 
-Both thresholds are ``[model]`` settings (``settings.ModelSettings``, where their defaults are).
+Which model is the challenger was decided at training: LightGBM, or the logistic baseline when
+LightGBM did not beat it (``churn_model.choose_scorer``); both comparisons are in the reasons.
 
+The thresholds are ``[model]`` settings (``settings.ModelSettings``, where their defaults are).
 
 Both AUCs are computed here, by the registered models, on the challenger's validation window:
 a champion's AUC from its own training run was measured on another window and is not
@@ -29,6 +33,8 @@ class GatePolicy:
 
     auc_floor: float
     max_auc_drop: float
+    # Rule 3; off only where a test isolates the other two.
+    beat_recency: bool = True
 
     @classmethod
     def from_settings(cls, model: ModelSettings | None = None) -> GatePolicy:
@@ -54,6 +60,7 @@ class GateDecision:
     policy: GatePolicy
     challenger_version: str | None = None
     champion_version: str | None = None
+    recency_auc: float | None = None
 
     def tags(self) -> dict[str, str]:
         """MLflow tags for the challenger's run and model version."""
@@ -67,13 +74,17 @@ class GateDecision:
             "gate.champion_version": self.champion_version or "none",
             "gate.auc_floor": str(self.policy.auc_floor),
             "gate.max_auc_drop": str(self.policy.max_auc_drop),
+            "gate.recency_auc": "none" if self.recency_auc is None
+            else f"{self.recency_auc:.6f}",
         }
 
 
 def decide(challenger_auc: float, champion_auc: float | None,
            policy: GatePolicy | None = None, *, challenger_version: str | None = None,
-           champion_version: str | None = None) -> GateDecision:
-    """Apply both rules; every rule contributes a reason, passed or not."""
+           champion_version: str | None = None, recency_auc: float | None = None,
+           choice: str | None = None) -> GateDecision:
+    """Apply the rules; every rule contributes a reason, passed or not. ``choice`` (why this
+    model is the challenger) is kept as the first reason."""
     policy = policy or GatePolicy.from_settings()
     floor_ok = challenger_auc >= policy.auc_floor
     reasons = [
@@ -92,8 +103,15 @@ def decide(challenger_auc: float, champion_auc: float | None,
             f"the same validation rows: {'a drop of ' + format(drop, '.4f') if drop > 0 else 'no drop'}"
             f" ({'within' if margin_ok else 'beyond'} max_auc_drop {policy.max_auc_drop:.4f})"
         )
-    return GateDecision(floor_ok and margin_ok, tuple(reasons), challenger_auc, champion_auc,
-                        policy, challenger_version, champion_version)
+    recency_ok = True
+    if recency_auc is not None and policy.beat_recency:
+        recency_ok = challenger_auc > recency_auc
+        reasons.append(f"{METRIC} {challenger_auc:.4f} {'>' if recency_ok else '<='} recency "
+                       f"alone {recency_auc:.4f}")
+    if choice:
+        reasons.insert(0, choice)
+    return GateDecision(floor_ok and margin_ok and recency_ok, tuple(reasons), challenger_auc,
+                        champion_auc, policy, challenger_version, champion_version, recency_auc)
 
 
 class NoChampionError(LookupError):

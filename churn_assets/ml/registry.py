@@ -34,7 +34,7 @@ from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, DataType, Schema
 
 from churn_assets.ml import metrics as m
-from churn_assets.ml.churn_model import DRIVERS, ChurnModel, TrainingResult
+from churn_assets.ml.churn_model import DRIVERS, ChurnModel, TrainingResult, recency_auc
 from churn_assets.ml.dataset import LABEL
 from churn_assets.ml.gate import METRIC, GateDecision, GatePolicy, NoChampionError, decide
 
@@ -102,13 +102,17 @@ def log_training(location: MlflowLocation, result: TrainingResult, *,
     """One MLflow run: params, the data window, metrics of model and baseline, plots and their
     tables, and the pyfunc model with its signature and an input example."""
     experiment_id = location.activate()
-    split, model = result.split, result.model
+    # What is logged and registered is the model that scores: LightGBM, or the baseline when
+    # LightGBM did not beat it (the run says which and why).
+    split, model = result.split, result.scorer
     window = split.describe()
     with mlflow.start_run(experiment_id=experiment_id,
                           run_name=run_name or f"churn-{split.validation_end}") as run:
-        mlflow.set_tags({**{f"data.{k}": str(v) for k, v in window.items()}, **(tags or {})})
+        mlflow.set_tags({**{f"data.{k}": str(v) for k, v in window.items()},
+                         "churn.scorer": result.chosen, "churn.scorer_reason": result.choice,
+                         **(tags or {})})
         mlflow.log_params({**result.config.params(), **window,
-                           "best_iteration": result.best_iteration,
+                           "best_iteration": result.best_iteration, "scorer": result.chosen,
                            "features_used": len(model.spec.columns),
                            "features_dropped": ",".join(model.spec.dropped) or "none"})
         mlflow.log_metrics(_flat_metrics(result))
@@ -159,7 +163,8 @@ def register(location: MlflowLocation, logged: LoggedTraining, model_name: str =
 
 
 def gate(location: MlflowLocation, validation: pl.DataFrame, policy: GatePolicy | None = None,
-         model_name: str = MODEL_NAME, challenger: str | None = None) -> GateDecision:
+         model_name: str = MODEL_NAME, challenger: str | None = None,
+         choice: str | None = None) -> GateDecision:
     """Score the challenger (``challenger`` version, default the ``challenger`` alias) and the
     current champion on the same ``validation`` rows (features + ``churned``), decide, move the
     ``champion`` alias when promoted, and record the decision on the challenger's run and
@@ -175,7 +180,8 @@ def gate(location: MlflowLocation, validation: pl.DataFrame, policy: GatePolicy 
     champion_auc = (None if champion is None else challenger_auc if champion == challenger
                     else _auc_of(model_name, champion, validation, labels))
     decision = decide(challenger_auc, champion_auc, policy,
-                      challenger_version=challenger, champion_version=champion)
+                      challenger_version=challenger, champion_version=champion,
+                      recency_auc=recency_auc(validation), choice=choice)
     if decision.promote:
         client.set_registered_model_alias(model_name, CHAMPION, challenger)
     run_id = client.get_model_version(model_name, challenger).run_id
@@ -183,6 +189,7 @@ def gate(location: MlflowLocation, validation: pl.DataFrame, policy: GatePolicy 
         client.set_tag(run_id, key, value)
         client.set_model_version_tag(model_name, challenger, key, value)
     client.log_metric(run_id, f"gate_challenger_{METRIC}", challenger_auc)
+    client.log_metric(run_id, f"gate_recency_{METRIC}", decision.recency_auc)
     if champion_auc is not None:
         client.log_metric(run_id, f"gate_champion_{METRIC}", champion_auc)
     return decision
@@ -273,6 +280,11 @@ def _flat_metrics(result: TrainingResult) -> dict[str, float]:
         prefix = "val_" if row["scorer"] == "model" else "baseline_val_"
         flat[f"{prefix}roc_auc_segment_{_safe(row['segment'])}"] = row["roc_auc"]
     flat["best_iteration"] = float(result.best_iteration)
+    flat["recency_val_roc_auc"] = result.recency_auc
+    # The gate and the registry read val_roc_auc: make it the scoring model's.
+    if result.chosen != result.model.kind:
+        flat.update({f"lightgbm_val_{k}": v for k, v in result.metrics["model"].items()})
+        flat.update({f"val_{k}": v for k, v in result.metrics["baseline"].items()})
     return flat
 
 
@@ -300,13 +312,14 @@ def _log_plots_and_tables(result: TrainingResult) -> None:
     mlflow.log_figure(roc, "plots/roc.png")
     mlflow.log_figure(calibration, "plots/calibration.png")
 
-    importance = result.model.importance
+    importance = result.scorer.importance
     mlflow.log_table(importance.to_pandas(), "tables/importance.json")
     figure = Figure(figsize=(6, 6))
     ax = figure.subplots()
     top = importance.head(15).reverse()
     ax.barh(top["feature"].to_list(), top["mean_abs_shap"].to_numpy())
-    ax.set(title="Global importance: mean |SHAP| (validation)", xlabel="mean |SHAP| (log-odds)")
+    ax.set(title=f"Global importance of the {result.chosen} model: mean |SHAP| (validation)",
+           xlabel="mean |SHAP| (log-odds)")
     figure.tight_layout()
     mlflow.log_figure(figure, "plots/importance.png")
     mlflow.log_table(result.segments.to_pandas(), "tables/auc_by_segment.json")

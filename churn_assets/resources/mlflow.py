@@ -93,10 +93,11 @@ class MlflowResource(dg.ConfigurableResource):
         return registry_register(self.location(), logged, self.model_name)
 
     def gate(self, validation: pl.DataFrame, policy: GatePolicy,
-             challenger: str | None = None) -> GateDecision:
+             challenger: str | None = None, choice: str | None = None) -> GateDecision:
         """Score challenger and champion on ``validation``; move ``champion`` if it passes
-        ``policy`` (the ``[model]`` settings: ``GatePolicy.from_settings``)."""
-        return run_gate(self.location(), validation, policy, self.model_name, challenger)
+        ``policy`` (the ``[model]`` settings: ``GatePolicy.from_settings``). ``choice`` says why
+        the challenger is the model it is (LightGBM or the baseline)."""
+        return run_gate(self.location(), validation, policy, self.model_name, challenger, choice)
 
     def champion_version(self) -> str | None:
         found = registry_champion_version(self.location(), self.model_name)

@@ -23,7 +23,7 @@ nothing else should predict churn. There are no refunds, failed payments or canc
 Ground truth under ``paths.truth``: ``customers.parquet`` with each customer's true
 ``purchase_rate_per_day``, ``dropout_probability``, ``mean_order_value`` and ``churn_date``
 (the day after the purchase after which they left; null while still active), and
-``summary.json``. The truth is what the oracle in ``lab``/``ml.evaluate`` scores with: a
+``summary.json``. The truth is what the oracle of ``lab/evaluate.py`` scores with: a
 customer active on day D has no purchase in (D, D + H] with probability exp(-lambda H).
 
 The export is dirtied like the default world's (``SimConfig.dirt``), with its own generator.

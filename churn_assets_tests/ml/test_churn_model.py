@@ -23,18 +23,24 @@ from churn_assets.lab.evaluate import (
 )
 from churn_assets.ml import metrics as m
 from churn_assets.ml.churn_model import (
+    BASELINE_FEATURES,
     ChurnTrainingConfig,
     TrainingResult,
+    choose_scorer,
     train_churn_model,
 )
 from churn_assets.ml.dataset import FEATURES, FeatureSpec, time_split, training_frame
+from churn_assets.ml.purchase_process import DERIVED
 from churn_assets.simulator import SimConfig
 
 HORIZON = 30
 _CACHE: dict[str, object] = {}
 PAYMENT_FEATURES = {"tenure_days", "days_since_last_order", "orders_total", "revenue_total",
                     "avg_order_value", "category_diversity", "orders_7d", "orders_30d",
-                    "orders_90d", "revenue_90d", "failed_payments_90d", "refunds_90d"}
+                    "orders_90d", "revenue_90d", "failed_payments_90d", "refunds_90d",
+                    "days_since_first_order", "mean_days_between_orders", "order_gap_ratio",
+                    "orders_per_tenure_month", "spend_trend",
+                    "probability_alive", "expected_orders_horizon"}  # (the last two derived)
 
 
 def _cached(key: str, build):
@@ -227,3 +233,53 @@ def test_metrics_against_the_validation_rows(trained):
     y = trained.validation["churned"].to_numpy()
     recomputed = m.classification_metrics(y, trained.validation_probability)
     assert recomputed == trained.metrics["model"]
+
+
+# ---------------------------------------------------------------- sparse histories
+
+
+def test_purchase_process_inputs_are_point_in_time_and_carried_by_the_model(trained):
+    spec = trained.model.spec
+    assert spec.process is not None and set(DERIVED) <= set(spec.columns)
+    assert not set(DERIVED) & set(spec.inputs)  # computed on the way in, not read from gold
+    rows = trained.validation.head(200)
+    derived = spec.process.add(rows)
+    alive = derived["probability_alive"].drop_nulls()
+    assert alive.len() > 0 and alive.is_between(0.0, 1.0).all()
+    # A row's derived values depend on that row only, not on what else is scored with it.
+    alone = spec.process.add(rows.head(1))
+    assert alone["expected_orders_horizon"][0] == derived["expected_orders_horizon"][0]
+    # The same customer and history, but longer silent: less likely alive.
+    buyers = rows.filter(pl.col("orders_total") > 1).head(1)
+    later = buyers.with_columns(pl.col("days_since_last_order") + 60, pl.col("tenure_days") + 60)
+    assert (spec.process.add(later)["probability_alive"][0]
+            < spec.process.add(buyers)["probability_alive"][0])
+
+
+def test_the_baseline_is_recency_frequency_monetary_and_tenure(trained):
+    assert set(trained.baseline.spec.columns) <= set(BASELINE_FEATURES)
+    contributions = trained.baseline.contributions(trained.validation.head(100))
+    # The logistic terms add up to the baseline's raw log-odds.
+    raw = trained.baseline.raw_proba(trained.validation.head(100))
+    np.testing.assert_allclose(1 / (1 + np.exp(-contributions.sum(axis=1))), raw, rtol=1e-9)
+    assert 0.5 < trained.recency_auc < trained.metrics["model"]["roc_auc"]
+
+
+def test_choose_scorer_says_which_and_why():
+    assert choose_scorer(0.80, 0.78, 0.7)[0] == "lightgbm"
+    chosen, why = choose_scorer(0.80, 0.79, 0.7, min_gain=0.02)
+    assert chosen == "logistic_baseline"
+    assert "gain +0.0100, required > 0.0200" in why and "recency alone 0.7000" in why
+
+
+def test_every_nth_snapshot_day_and_customer_weights(world, trained):
+    config = ChurnTrainingConfig(snapshot_every_days=4, weight_customers=True)
+    result = train_churn_model(world.features, world.labels, config)
+    frame = training_frame(world.features, world.labels)
+    every = frame[trained.split.train]["snapshot_date"].unique().sort(descending=True)
+    kept = frame[result.split.train]["snapshot_date"].unique().sort(descending=True)
+    assert kept.to_list() == every.gather_every(4).to_list()
+    assert 0 < result.split.train.size < trained.split.train.size
+    # Validation keeps every day.
+    np.testing.assert_array_equal(result.split.validation, trained.split.validation)
+    assert result.metrics["model"]["roc_auc"] > 0.75

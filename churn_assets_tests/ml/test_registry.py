@@ -12,7 +12,12 @@ import polars as pl
 import pytest
 from mlflow import MlflowClient
 
-from churn_assets.ml.churn_model import TrainingResult, train_churn_model
+from churn_assets.ml.churn_model import (
+    BASELINE_FEATURES,
+    ChurnTrainingConfig,
+    TrainingResult,
+    train_churn_model,
+)
 from churn_assets.ml.gate import GatePolicy, NoChampionError, decide
 from churn_assets.ml.metrics import classification_metrics
 from churn_assets.ml.registry import (
@@ -36,9 +41,10 @@ def trained(tmp_path_factory) -> TrainingResult:
 
 @pytest.fixture(scope="module")
 def worse(tmp_path_factory) -> TrainingResult:
-    """The same business seen through its payments export only: a weaker model."""
+    """The same business seen through its payments export only: a weaker model (LightGBM
+    whatever the baseline scores, to test the gate on it)."""
     features, labels = transactions_only(ml_world(tmp_path_factory))
-    return train_churn_model(features, labels)
+    return train_churn_model(features, labels, ChurnTrainingConfig(min_gain_over_baseline=-1.0))
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +94,7 @@ def test_a_run_holds_params_window_metrics_plots_and_a_signed_model(location, tr
 
     info = mlflow.models.get_model_info(logged.model_uri)
     inputs = info.signature.inputs.input_names()
-    assert inputs == ["customer_id", *trained.model.spec.columns]
+    assert inputs == ["customer_id", *trained.model.spec.inputs]  # gold columns, not derived
     assert "churn_probability" in info.signature.outputs.input_names()
 
 
@@ -128,7 +134,9 @@ def test_the_gate_promotes_better_and_refuses_worse_or_below_floor(
 
     def challenge(result: TrainingResult):
         version = register(location, log_training(location, result))
-        return version, gate(location, validation)
+        # Rules 1 and 2 here (a floor the payments-only model reaches); rule 3 (beat recency
+        # alone) is checked below.
+        return version, gate(location, validation, GatePolicy(0.75, 0.01, beat_recency=False))
 
     def champion() -> str:
         return str(client.get_model_version_by_alias("churn_model", "champion").version)
@@ -149,12 +157,20 @@ def test_the_gate_promotes_better_and_refuses_worse_or_below_floor(
 
     v4, floor = challenge(below_floor)
     assert not floor.promote and champion() == v2
-    assert floor.challenger_auc < 0.80 and "< auc_floor 0.8000" in floor.reasons[0]
+    assert floor.challenger_auc < 0.75 and "< auc_floor 0.7500" in floor.reasons[0]
 
     tags = client.get_run(client.get_model_version("churn_model", v4).run_id).data.tags
     assert tags["gate.decision"] == "refused" and "auc_floor" in tags["gate.reasons"]
     assert client.get_model_version("churn_model", v2).tags["gate.decision"] == "promoted"
     assert str(client.get_model_version_by_alias("churn_model", "challenger").version) == v4
+    # On this small dense world days-since-last-order alone (0.82) outranks the payments-only
+    # model: the full gate refuses it even without a champion.
+    client.delete_registered_model_alias("churn_model", "champion")
+    register(location, log_training(location, worse))
+    no_better_than_recency = gate(location, validation)
+    assert not no_better_than_recency.promote
+    assert "recency alone" in no_better_than_recency.reasons[-1]
+    client.set_registered_model_alias("churn_model", "champion", v2)
     champion_model = load_champion(location)
     scored = champion_model.predict(trained.model.spec.model_input(validation))
     np.testing.assert_array_equal(scored["churn_probability"].to_numpy(),
@@ -170,12 +186,43 @@ def test_gate_rules_in_isolation():
     assert not decide(0.79, 0.70, policy).promote  # better than the champion, below the floor
     with pytest.raises(ValueError, match="auc_floor"):
         GatePolicy(auc_floor=1.5, max_auc_drop=0.01)
+    # Rule 3: a model must rank better than days-since-last-order alone.
+    assert decide(0.85, None, policy, recency_auc=0.84).promote
+    refused = decide(0.85, None, policy, recency_auc=0.86, choice="why this model")
+    assert not refused.promote and refused.reasons[0] == "why this model"
+    assert "<= recency alone 0.8600" in refused.reasons[-1]
+    assert refused.tags()["gate.recency_auc"] == "0.860000"
 
 
 def test_the_gate_reads_the_model_settings_and_their_defaults():
     assert GatePolicy.from_settings() == GatePolicy(auc_floor=0.80, max_auc_drop=0.01)
     strict = ModelSettings(auc_floor=0.9, max_auc_drop=0.0)
     assert GatePolicy.from_settings(strict) == GatePolicy(auc_floor=0.9, max_auc_drop=0.0)
+
+
+def test_a_baseline_that_won_is_what_is_registered_and_scores(location, tmp_path_factory):
+    """When LightGBM does not beat the RFM-T baseline by the required margin, the baseline is
+    logged, registered and gated as the challenger, and says why."""
+    world = ml_world(tmp_path_factory)
+    result = train_churn_model(world.features, world.labels,
+                               ChurnTrainingConfig(min_gain_over_baseline=1.0))
+    assert result.chosen == "logistic_baseline" and result.scorer is result.baseline
+    assert "does not beat it" in result.choice
+    logged = log_training(location, result)
+    version = register(location, logged)
+    decision = gate(location, result.validation, GatePolicy(auc_floor=0.5, max_auc_drop=0.01),
+                    challenger=version, choice=result.choice)
+    assert decision.promote and decision.reasons[0] == result.choice
+    run = location.client().get_run(logged.run_id).data
+    assert run.tags["churn.scorer"] == "logistic_baseline"
+    assert run.metrics["val_roc_auc"] == pytest.approx(result.metrics["baseline"]["roc_auc"])
+    assert run.metrics["lightgbm_val_roc_auc"] == pytest.approx(
+        result.metrics["model"]["roc_auc"])
+    champion = load_champion(location)
+    scored = champion.predict(scoring_input(champion, result.validation.head(50)))
+    np.testing.assert_allclose(scored["churn_probability"],
+                               result.baseline_probability[:50], rtol=1e-9)
+    assert set(scored["driver_1"]) <= set(BASELINE_FEATURES)
 
 
 def test_the_resource_keeps_everything_under_the_data_root(tmp_path, monkeypatch, trained):

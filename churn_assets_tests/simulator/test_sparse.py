@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from churn_assets.cli import main
-from churn_assets.ml.evaluate import silver_from_landing
+from churn_assets.lab.evaluate import silver_from_landing
 from churn_assets.settings import Paths
 from churn_assets.simulator import DirtConfig
 from churn_assets.simulator.sparse import (
