@@ -105,8 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("--tables", action="store_true", help="list the tables and their columns")
     sql.add_argument("--questions", action="store_true", help="list the documented questions")
     sql.add_argument("--limit", type=int, default=50, help="rows to print (default 50)")
-    sub.add_parser("evaluate", help="a simulated world's churn model against the simulator's "
-                   "true hazard (after `run`); writes reports/model_evaluation.json")
+    sub.add_parser("evaluate", help="after `run`: the churn model against its baseline, "
+                   "recency alone and (simulated worlds) the truth; both CLTV models on the "
+                   "latest holdout window; writes reports/model_evaluation.json")
     _add_people_commands(sub)
     return parser
 
@@ -223,9 +224,14 @@ def _simulate(args: argparse.Namespace) -> int:
     print(f"simulating {config.customers:,} customers over {config.days} days from {config.start} "
           f"through {until} (seed {config.seed}) into {paths.landing}")
     if sparse:
-        from churn_assets.simulator.sparse import simulate_sparse
+        from churn_assets.simulator.sparse import SPARSE_SETTINGS, simulate_sparse
 
         summary = simulate_sparse(paths, config, progress=_progress("simulate"))
+        if not paths.settings_file.exists():
+            paths.settings_file.parent.mkdir(parents=True, exist_ok=True)
+            paths.settings_file.write_text(SPARSE_SETTINGS)
+            print(f"wrote {paths.settings_file}: model settings for a sparse business (a year "
+                  "of weekly training snapshots, auc_floor 0.70); edit it to change them")
     else:
         summary = simulate(paths, config, actions=actions, progress=_progress("simulate"),
                            until=until)
@@ -410,36 +416,51 @@ def _sql(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from churn_assets.lab.evaluate import pipeline_report
+    from churn_assets.lab.evaluate import pipeline_cltv_report, pipeline_report
     from churn_assets.ml.churn_model import ChurnTrainingConfig
     from churn_assets.resources import build_resources, environment
     from churn_assets.settings import Paths, load_settings
 
     paths = Paths.from_env()
     settings = load_settings(paths)
-    if not (paths.truth / "customers.parquet").exists():
-        print("churn-assets evaluate: error: no simulator truth under "
-              f"{paths.truth}: evaluation against the truth needs a simulated world",
-              file=sys.stderr)
-        return 2
-    config = ChurnTrainingConfig(validation_days=settings.model.validation_days,
-                                 calibration=settings.model.calibration,
-                                 horizon_days=settings.labels.horizon_days)
+    model = settings.model
+    simulated = (paths.truth / "customers.parquet").exists()
+    config = ChurnTrainingConfig(validation_days=model.validation_days,
+                                 calibration=model.calibration,
+                                 horizon_days=settings.labels.horizon_days,
+                                 snapshot_every_days=model.snapshot_every_days,
+                                 weight_customers=model.weight_customers,
+                                 min_gain_over_baseline=model.min_gain_over_baseline)
     store = build_resources(environment(), paths, settings)["store"]
-    report = pipeline_report(paths, store, settings.labels.horizon_days, settings.model.training_days,
+    report = pipeline_report(paths, store, settings.labels.horizon_days, model.training_days,
                              config)
+    report["cltv"] = pipeline_cltv_report(store, settings.labels.horizon_days)
     paths.reports.mkdir(parents=True, exist_ok=True)
     out = paths.reports / "model_evaluation.json"
     out.write_text(json.dumps(report, indent=2, default=str))
     auc, alive = report["roc_auc"], report["roc_auc_alive_rows"]
     print(f"validation {report['split']['validation_start']} .. {report['split']['validation_end']}"
           f" ({report['split'].get('validation_rows', '?')} rows)")
-    for name in ("model", "baseline", "hazard_oracle", "label_oracle"):
-        print(f"  ROC-AUC {name:14s} {auc[name]:.4f}   (truly alive rows {alive[name]:.4f})")
-    print(f"  model / hazard oracle = {auc['model'] / auc['hazard_oracle']:.3f}; "
-          f"model / label oracle = {auc['model'] / auc['label_oracle']:.3f}")
+    for name in ("model", "baseline", "recency_alone", "hazard_oracle", "label_oracle"):
+        if name in auc:
+            extra = f"   (truly alive rows {alive[name]:.4f})" if simulated and name in alive else ""
+            print(f"  ROC-AUC {name:14s} {auc[name]:.4f}{extra}")
+    print(f"  LightGBM over the baseline: {report['gain_over_baseline']:+.4f}; scoring: "
+          f"{report['scorer_reason']}")
+    if simulated:
+        print(f"  model / label oracle = {auc['model'] / auc['label_oracle']:.3f}")
+    else:
+        print("  (no simulator truth under this data root: no oracle to compare with)")
     print(f"  ECE before calibration {report['ece_uncalibrated']:.4f}, after "
-          f"{report['ece_calibrated']:.4f}")
+          f"{report['ece_calibrated']:.4f} (baseline {report['ece_baseline']:.4f})")
+    cltv = report["cltv"]
+    print(f"CLTV on the holdout ({cltv['cutoff']}, +{cltv['horizon_days']} days]:")
+    for name, v in cltv["models"].items():
+        error = "n/a" if v["total_error"] is None else format(v["total_error"], "+.1%")
+        print(f"  {name:18s} predicted {v['total_predicted']:,.0f} vs actual "
+              f"{v['total_actual']:,.0f} ({error}), Spearman {v['spearman']:.3f}, top decile "
+              f"{v['top_decile_share']:.1%} of revenue, MAE {v['mae_per_customer']:.2f}")
+    print(f"  kept: {cltv['chosen']} ({cltv['reason']})")
     print(f"full report: {out}")
     return 0
 

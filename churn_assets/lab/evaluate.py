@@ -35,6 +35,7 @@ from churn_assets.ingest.landing import list_drops
 from churn_assets.ml import metrics as m
 from churn_assets.ml.churn_model import ChurnTrainingConfig, train_churn_model
 from churn_assets.ml.cltv import actual_revenue, evaluate_cltv, fit_cltv
+from churn_assets.ml.cltv_compare import compare_cltv
 from churn_assets.resources.store import DateWindow, TableStore
 from churn_assets.settings import DOMAINS, Paths
 from churn_assets.simulator import SimConfig, simulate
@@ -143,7 +144,10 @@ def labels_for(feature_frame: pl.DataFrame, silver: dict[str, pl.DataFrame | Non
 def oracle_scores(world: SimulatedWorld, rows: pl.DataFrame) -> pl.DataFrame:
     """Per row (``snapshot_date``, ``customer_id``): ``hazard_oracle``, ``label_oracle`` and
     ``alive`` (the customer's true churn day is after the snapshot)."""
-    truth = world.truth_customers().select(
+    truth = world.truth_customers()
+    if "purchase_rate_per_day" in truth.columns:
+        return _purchase_process_oracle(truth, rows, world.horizon_days)
+    truth = truth.select(
         "customer_id", "churn_date", "segment", "payment_risk")
     days = rows["snapshot_date"].unique().to_list()
     hazard = world.hazard(sorted(set(days) | {d + timedelta(days=1) for d in days})).select(
@@ -176,6 +180,25 @@ def oracle_scores(world: SimulatedWorld, rows: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _purchase_process_oracle(truth: pl.DataFrame, rows: pl.DataFrame,
+                             horizon: int) -> pl.DataFrame:
+    """The sparse-retail preset's truth: a customer active on the snapshot day buys in the next
+    H days with probability 1 - exp(-lambda H) (a purchase happens whether or not it is their
+    last), an inactive one never does. ``hazard_oracle`` is the chance of leaving after the next
+    purchase (1 once gone)."""
+    joined = rows.select("snapshot_date", "customer_id").join(
+        truth.select("customer_id", "churn_date", "purchase_rate_per_day",
+                     "dropout_probability"), on="customer_id", how="left")
+    alive = (joined["churn_date"].is_null()
+             | (joined["churn_date"] > joined["snapshot_date"])).to_numpy()
+    rate = joined["purchase_rate_per_day"].fill_null(0.0).to_numpy()
+    return joined.select("snapshot_date", "customer_id").with_columns(
+        alive=pl.Series(alive),
+        hazard_oracle=np.where(alive, joined["dropout_probability"].fill_null(1.0).to_numpy(), 1.0),
+        label_oracle=np.where(alive, np.exp(-rate * horizon), 1.0),
+    )
+
+
 def _label_probability(h: np.ndarray, mu: np.ndarray, horizon: int) -> np.ndarray:
     """P(no paid order in the window, or an explicit cancellation in it) for a customer alive
     on the snapshot day with constant daily hazard ``h`` and paid-order rate ``mu``."""
@@ -193,22 +216,30 @@ def oracle_report(world: SimulatedWorld, config: ChurnTrainingConfig | None = No
     before and after calibration, and the same AUCs on the rows of truly alive customers."""
     result = train_churn_model(world.features, world.labels, config)
     valid = result.validation
-    oracle = valid.select("snapshot_date", "customer_id").join(
-        oracle_scores(world, valid), on=["snapshot_date", "customer_id"], how="left")
     y = valid["churned"].to_numpy()
-    alive = oracle["alive"].to_numpy()
     scores = {
         "model": result.validation_probability,
         "baseline": result.baseline_probability,
-        "hazard_oracle": oracle["hazard_oracle"].to_numpy(),
-        "label_oracle": oracle["label_oracle"].to_numpy(),
     }
+    simulated = (world.paths.truth / "customers.parquet").exists()
+    alive = np.ones(valid.height, dtype=bool)
+    if simulated:
+        oracle = valid.select("snapshot_date", "customer_id").join(
+            oracle_scores(world, valid), on=["snapshot_date", "customer_id"], how="left")
+        alive = oracle["alive"].to_numpy()
+        scores["hazard_oracle"] = oracle["hazard_oracle"].to_numpy()
+        scores["label_oracle"] = oracle["label_oracle"].to_numpy()
     auc = {name: m.classification_metrics(y, p)["roc_auc"] for name, p in scores.items()}
     auc_alive = {name: m.classification_metrics(y[alive], p[alive])["roc_auc"]
                  for name, p in scores.items()}
+    auc["recency_alone"] = result.recency_auc
     return {
         "split": result.split.describe(),
         "best_iteration": result.best_iteration,
+        "scorer": result.chosen,
+        "scorer_reason": result.choice,
+        "gain_over_baseline": auc["model"] - auc["baseline"],
+        "ece_baseline": result.metrics["baseline"]["ece"],
         "roc_auc": auc,
         "roc_auc_alive_rows": auc_alive,
         "alive_share": float(alive.mean()),
@@ -216,7 +247,8 @@ def oracle_report(world: SimulatedWorld, config: ChurnTrainingConfig | None = No
                    "baseline": result.metrics["baseline"]["pr_auc"]},
         "ece_uncalibrated": result.metrics["model_uncalibrated"]["ece"],
         "ece_calibrated": result.metrics["model"]["ece"],
-        "ece_label_oracle": m.expected_calibration_error(y, scores["label_oracle"]),
+        "ece_label_oracle": m.expected_calibration_error(y, scores["label_oracle"])
+        if simulated else None,
         "brier": {"model": result.metrics["model"]["brier"],
                   "model_uncalibrated": result.metrics["model_uncalibrated"]["brier"],
                   "baseline": result.metrics["baseline"]["brier"]},
@@ -248,6 +280,66 @@ def pipeline_report(paths: Paths, store: TableStore, horizon_days: int, training
     return oracle_report(world, config or ChurnTrainingConfig(horizon_days=horizon_days))
 
 
+def pipeline_cltv_report(store: TableStore, horizon_days: int) -> dict[str, Any]:
+    """``compare_cltv`` on what the pipeline wrote to ``store``: the holdout is the latest label
+    window (the features of its first day and, for the boosted model, of ``horizon_days``
+    earlier), against the revenue silver holds for it."""
+    labels_table, features_table = catalog.CHURN_LABELS, catalog.CUSTOMER_FEATURES
+    cutoff = column_bound(store, labels_table.full_name, labels_table.partition_column, "max")
+    if cutoff is None:
+        raise ValueError("no churn labels in the lake: run `churn-assets run` first")
+    at = {}
+    for day in (cutoff, cutoff - timedelta(days=horizon_days)):
+        frame = to_polars(store.read(features_table.full_name, DateWindow.day(day),
+                                     features_table.partition_column))
+        if frame.height:
+            at[day] = frame
+    payments = to_polars(store.read(
+        catalog.silver("payments").full_name,
+        columns=["customer_id", "transaction_type", "status", "amount", "event_date",
+                 "arrival_date"]))
+    return compare_cltv(at, payments, cutoff, horizon_days, payments["arrival_date"].min())
+
+
+def world_report(home: Path, config: SimConfig, *, sparse: bool, horizon_days: int = 90,
+                 training_days: int = 120, snapshot_every_days: int = 1,
+                 validation_days: int = 14) -> dict[str, Any]:
+    """Simulate a world (default or sparse-retail preset) into ``home`` and report the churn
+    model (against the truth) and both CLTV models, computing features only for the snapshot
+    days training reads: the same numbers the pipeline gives with these settings, faster."""
+    from churn_assets.ml.dataset import only_at_risk
+    from churn_assets.simulator.sparse import simulate_sparse
+
+    paths = Paths(Path(home))
+    (simulate_sparse if sparse else simulate)(paths, config)
+    silver = silver_from_landing(paths)
+    last = config.start + timedelta(days=config.days - 1)
+    labelled_last = last - timedelta(days=horizon_days)
+    validation = [labelled_last - timedelta(days=i) for i in range(validation_days)]
+    trainable = labelled_last - timedelta(days=validation_days - 1 + horizon_days)
+    first = labelled_last - timedelta(days=training_days - 1)
+    steps = (trainable - first).days // snapshot_every_days
+    training = [trainable - timedelta(days=i * snapshot_every_days) for i in range(steps + 1)]
+    cltv_days = [labelled_last, labelled_last - timedelta(days=horizon_days)]
+    days = sorted({d for d in (*validation, *training, *cltv_days) if d >= config.start})
+    domains = ("customers", "payments") if sparse else DOMAINS
+    features = features_for_days(silver, days, domains)
+    labels = labels_for(features, silver, horizon_days, last)
+    model_rows = features.filter(pl.col("snapshot_date").is_in([*validation, *training]))
+    world = SimulatedWorld(paths, config, silver, only_at_risk(model_rows, horizon_days),
+                           labels, horizon_days)
+    churn = oracle_report(world, ChurnTrainingConfig(
+        horizon_days=horizon_days, validation_days=validation_days))
+    at = {d: f for (d,), f in features.filter(pl.col("snapshot_date").is_in(cltv_days))
+          .partition_by("snapshot_date", as_dict=True).items()}
+    cltv = compare_cltv(at, silver["payments"], labelled_last, horizon_days, config.start)
+    return {"world": {"preset": "sparse-retail" if sparse else "default",
+                      "customers": config.customers, "days": config.days,
+                      "training_days": training_days,
+                      "snapshot_every_days": snapshot_every_days},
+            "churn": churn, "cltv": cltv}
+
+
 def cltv_report(world: SimulatedWorld, cutoff: date, horizon_days: int | None = None
                 ) -> dict[str, Any]:
     """Fit CLTV on the features of ``cutoff`` (history before the simulation is unseen, so
@@ -271,3 +363,55 @@ def cltv_report(world: SimulatedWorld, cutoff: date, horizon_days: int | None = 
         "naive_last_90_days": evaluate_cltv(naive, actual).as_dict(),
         "predicted_365_total": float(model.predict(snapshot, 365)["cltv"].sum()),
     }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m churn_assets.lab.evaluate --preset sparse-retail``: simulate a world in a
+    temporary folder, print and save (``--out``) its churn and CLTV report."""
+    import argparse
+    import json
+    import tempfile
+
+    from churn_assets.simulator.sparse import sparse_retail_config
+
+    parser = argparse.ArgumentParser(prog="python -m churn_assets.lab.evaluate")
+    parser.add_argument("--preset", choices=["default", "sparse-retail"], default="default")
+    parser.add_argument("--customers", type=int)
+    parser.add_argument("--days", type=int)
+    parser.add_argument("--training-days", type=int)
+    parser.add_argument("--snapshot-every-days", type=int)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    sparse = args.preset == "sparse-retail"
+    if sparse:
+        config = sparse_retail_config(customers=args.customers or 23_570,
+                                      days=args.days or 546, seed=args.seed)
+    else:
+        config = SimConfig(customers=args.customers or 3000, days=args.days or 240,
+                           seed=args.seed)
+    with tempfile.TemporaryDirectory() as home:
+        report = world_report(
+            Path(home), config, sparse=sparse,
+            training_days=args.training_days or (365 if sparse else 120),
+            snapshot_every_days=args.snapshot_every_days or (7 if sparse else 1))
+    text = json.dumps(report, indent=1, default=str)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+    churn, cltv = report["churn"], report["cltv"]
+    auc = churn["roc_auc"]
+    print(f"{args.preset}: {config.customers:,} customers, {config.days} days")
+    print("  churn ROC-AUC " + ", ".join(f"{k} {v:.4f}" for k, v in auc.items()))
+    print(f"  ECE {churn['ece_calibrated']:.4f} (uncalibrated {churn['ece_uncalibrated']:.4f}); "
+          f"{churn['scorer_reason']}")
+    for name, v in cltv["models"].items():
+        print(f"  CLTV {name}: predicted {v['total_predicted']:,.0f} vs actual "
+              f"{v['total_actual']:,.0f} ({v['total_error']:+.1%}), Spearman {v['spearman']:.3f}, "
+              f"top decile {v['top_decile_share']:.1%}, MAE {v['mae_per_customer']:.2f}")
+    print(f"  CLTV kept: {cltv['chosen']} ({cltv['reason']})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

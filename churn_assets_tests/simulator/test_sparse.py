@@ -11,7 +11,7 @@ import pytest
 
 from churn_assets.cli import main
 from churn_assets.lab.evaluate import silver_from_landing
-from churn_assets.settings import Paths
+from churn_assets.settings import Paths, load_settings
 from churn_assets.simulator import DirtConfig
 from churn_assets.simulator.sparse import (
     CDNOW_SAMPLE_CUSTOMERS,
@@ -87,6 +87,8 @@ def test_cli_preset_is_reproducible(tmp_path, monkeypatch, capsys):
     args = ["simulate", "--preset", "sparse-retail", "--customers", "300", "--days", "120"]
     assert main(args) == 0
     assert "300 customers over 120 days from 2025-01-01" in capsys.readouterr().out
+    settings = load_settings(Paths(tmp_path / "a"))
+    assert (settings.model.training_days, settings.model.snapshot_every_days) == (365, 7)
     assert main(args) == 0
     assert "nothing to do" in capsys.readouterr().out
     monkeypatch.setenv("CHURN_HOME", str(tmp_path / "b"))
