@@ -15,7 +15,8 @@ import polars as pl
 from churn_assets import catalog
 from churn_assets.assets.common import markdown_preview
 from churn_assets.ml.churn_model import ChurnTrainingConfig, train_churn_model
-from churn_assets.ml.cltv import actual_revenue, evaluate_cltv, fit_cltv
+from churn_assets.ml.cltv import fit_cltv
+from churn_assets.ml.cltv_compare import compare_cltv
 from churn_assets.ml.dataset import only_at_risk
 from churn_assets.ml.gate import GatePolicy
 from churn_assets.resources.mlflow import MlflowResource
@@ -158,16 +159,22 @@ def build_cltv_model_asset(settings: Settings) -> dg.AssetsDefinition:
                           history_start)
         report: dict[str, float] = {}
         cutoff = labelled_window(store, 1).start if store.exists(LABELS) else None
+        comparison: dict = {}
         if cutoff is not None:
-            at_cutoff = to_polars(store.read(FEATURES, DateWindow.day(cutoff), SNAPSHOT))
-            then = fit_cltv(at_cutoff, history_start)
-            end = cutoff + timedelta(days=horizon)
+            earlier = cutoff - timedelta(days=horizon)
+            at = {day: to_polars(store.read(FEATURES, DateWindow.day(day), SNAPSHOT))
+                  for day in (cutoff, earlier)}
             payments = to_polars(store.read(
                 PAYMENTS, columns=[
                     "customer_id", "transaction_type", "status", "amount", "event_date"]))
-            evaluation = evaluate_cltv(then.predict(at_cutoff, horizon),
-                                       actual_revenue(payments, cutoff, end))
-            report = {f"eval_{k}": round(v, 4) for k, v in evaluation.as_dict().items()}
+            comparison = compare_cltv({d: f for d, f in at.items() if f.height}, payments,
+                                      cutoff, horizon, history_start)
+            report = {f"eval_{k}": round(float(v), 4) for k, v in
+                      comparison["models"]["bgnbd_gamma_gamma"].items()
+                      if isinstance(v, float | int) and not isinstance(v, bool)}
+            boosted = comparison["models"].get("lightgbm_tweedie", {})
+            report.update({f"boosted_eval_{k}": round(float(v), 4) for k, v in boosted.items()
+                           if isinstance(v, float | int) and not isinstance(v, bool)})
         row = pl.DataFrame([{**{k: getattr(fitted, k) for k in
                                 ("r", "alpha", "a", "b", "p", "q", "gamma", "net_share")},
                              "history_start": fitted.history_start, "fitted_on": last}])
@@ -180,6 +187,8 @@ def build_cltv_model_asset(settings: Settings) -> dg.AssetsDefinition:
                .to_dicts()[0].items()},
             **report,
             "eval_window": f"({cutoff}, {cutoff + timedelta(days=horizon)}]" if cutoff else "none",
+            "cltv_kept": comparison.get("chosen", "bgnbd_gamma_gamma"),
+            "cltv_kept_reason": comparison.get("reason", "no holdout window yet"),
         })
 
     return cltv_model

@@ -10,7 +10,14 @@ import polars as pl
 import pytest
 
 from churn_assets.lab.evaluate import SimulatedWorld, cltv_report
-from churn_assets.ml.cltv import CltvModel, customer_history, evaluate_cltv, fit_cltv
+from churn_assets.ml.cltv import (
+    CltvModel,
+    actual_revenue,
+    customer_history,
+    evaluate_cltv,
+    fit_cltv,
+)
+from churn_assets.ml.cltv_compare import compare_cltv
 from churn_assets_tests.ml.test_churn_model import ml_world, transactions_only
 
 SNAPSHOT = date(2026, 6, 1)
@@ -155,3 +162,31 @@ def test_evaluation_counts_customers_without_revenue_as_zero():
     assert result.total_predicted == 55.0 and result.total_actual == 100.0
     assert result.top_decile_share == 0.5  # the top decile is c0 alone
     assert result.customers == 10
+
+
+HORIZON_EVAL = 30
+
+
+def test_both_models_on_the_holdout_and_the_better_is_kept(world):
+    """The MBG/NBD + Gamma-Gamma model and the boosted regressor on the same holdout window;
+    the boosted one learns from the window before it."""
+    days = world.features["snapshot_date"].unique().sort()
+    cutoff = days.filter(days <= world.last_day - timedelta(days=HORIZON_EVAL)).max()
+    earlier = cutoff - timedelta(days=HORIZON_EVAL)
+    at = {d: world.features.filter(pl.col("snapshot_date") == d) for d in (cutoff, earlier)}
+    assert all(f.height for f in at.values())
+    report = compare_cltv(at, world.silver["payments"], cutoff, HORIZON_EVAL, world.config.start)
+    models = report["models"]
+    assert set(models) == {"bgnbd_gamma_gamma", "lightgbm_tweedie"}
+    actual = actual_revenue(world.silver["payments"], cutoff, cutoff + timedelta(days=HORIZON_EVAL))
+    # The customers known on the cutoff day (a later signup has no prediction to judge).
+    actual = actual.join(at[cutoff].select("customer_id"), on="customer_id")
+    for v in models.values():
+        assert v["total_actual"] == pytest.approx(float(actual["revenue"].sum()))
+        assert v["total_error"] == pytest.approx(v["total_predicted"] / v["total_actual"] - 1)
+        assert 0 < v["top_decile_share"] <= 1 and v["mae_per_customer"] > 0
+    best = min(models, key=lambda n: models[n]["mae_per_customer"])
+    assert report["chosen"] == best and best in report["reason"]
+    # Without the earlier snapshot only the probabilistic model can be judged.
+    alone = compare_cltv({cutoff: at[cutoff]}, world.silver["payments"], cutoff, HORIZON_EVAL)
+    assert list(alone["models"]) == ["bgnbd_gamma_gamma"]
