@@ -80,8 +80,9 @@ def build_churn_model_asset(settings: Settings) -> dg.AssetsDefinition:
         deps=[catalog.CUSTOMER_FEATURES.key, catalog.CHURN_LABELS.key],
         check_specs=[dg.AssetCheckSpec(
             GATE_CHECK, asset=CHURN_MODEL_KEY,
-            description=f"The challenger's validation ROC-AUC is >= {model.auc_floor} and at "
-            f"most {model.max_auc_drop} below the champion's on the same rows.")],
+            description=f"The challenger's validation ROC-AUC is >= {model.auc_floor}, at "
+            f"most {model.max_auc_drop} below the champion's on the same rows, and above "
+            "recency alone.")],
     )
     def churn_model(context: dg.AssetExecutionContext, store: TableStore, mlflow: MlflowResource):
         refuse_on_failed_checks(context)
@@ -90,7 +91,10 @@ def build_churn_model_asset(settings: Settings) -> dg.AssetsDefinition:
         features = to_polars(only_at_risk(store.read(FEATURES, window, SNAPSHOT), horizon))
         labels = to_polars(store.read(LABELS, window, SNAPSHOT))
         config = ChurnTrainingConfig(validation_days=model.validation_days,
-                                     calibration=model.calibration, horizon_days=horizon)
+                                     calibration=model.calibration, horizon_days=horizon,
+                                     snapshot_every_days=model.snapshot_every_days,
+                                     weight_customers=model.weight_customers,
+                                     min_gain_over_baseline=model.min_gain_over_baseline)
         context.log.info(f"training on labelled snapshots {window}")
         try:
             result = train_churn_model(features, labels, config)
@@ -98,13 +102,14 @@ def build_churn_model_asset(settings: Settings) -> dg.AssetsDefinition:
             raise dg.Failure(description=f"cannot train: {exc}") from exc
         logged = mlflow.log_training(result, tags={"dagster.run_id": context.run.run_id})
         version = mlflow.register(logged)
-        decision = mlflow.gate(result.validation, GatePolicy.from_settings(model), challenger=version)
+        decision = mlflow.gate(result.validation, GatePolicy.from_settings(model),
+                               challenger=version, choice=result.choice)
         context.log.info(f"churn_model v{version}: {'; '.join(decision.reasons)}")
         if decision.promote:
             # Drift is judged against what the scoring model was validated on.
             reference = result.validation.drop("churned", "label_window_end", strict=False)
             reference = reference.with_columns(
-                churn_probability=pl.Series(result.validation_probability))
+                churn_probability=pl.Series(result.scorer_probability))
             store.overwrite(REFERENCE, reference.sample(min(REFERENCE_ROWS, reference.height),
                                                         seed=0))
         ours, base = result.metrics["model"], result.metrics["baseline"]
@@ -114,11 +119,14 @@ def build_churn_model_asset(settings: Settings) -> dg.AssetsDefinition:
             "mlflow_run": dg.MetadataValue.url(mlflow.run_url(logged.run_id)),
             "mlflow_model_version": dg.MetadataValue.url(mlflow.model_version_url(version)),
             "gate": "promoted to champion" if decision.promote else "refused",
+            "scorer": result.chosen,
+            "scorer_reason": result.choice,
+            "recency_val_roc_auc": round(float(result.recency_auc), 4),
             **{f"val_{k}": round(float(ours[k]), 4) for k in SHOWN_METRICS if k in ours},
             **{f"baseline_val_{k}": round(float(base[k]), 4) for k in SHOWN_METRICS if k in base},
             "ece_uncalibrated": round(float(result.metrics["model_uncalibrated"]["ece"]), 4),
             **{f"data_{k}": str(v) for k, v in result.split.describe().items()},
-            "top_features": dg.MetadataValue.md(_importance_md(result.model.importance)),
+            "top_features": dg.MetadataValue.md(_importance_md(result.scorer.importance)),
             "auc_by_segment": dg.MetadataValue.md(markdown_preview(result.segments, rows=20)),
         })
         yield dg.AssetCheckResult(
@@ -134,6 +142,9 @@ def build_churn_model_asset(settings: Settings) -> dg.AssetsDefinition:
                 else round(decision.champion_auc, 4),
                 "auc_floor": model.auc_floor,
                 "max_auc_drop": model.max_auc_drop,
+                "scorer": result.chosen,
+                "recency_auc": None if decision.recency_auc is None
+                else round(decision.recency_auc, 4),
             },
         )
 
