@@ -233,6 +233,12 @@ def oracle_report(world: SimulatedWorld, config: ChurnTrainingConfig | None = No
     auc_alive = {name: m.classification_metrics(y[alive], p[alive])["roc_auc"]
                  for name, p in scores.items()}
     auc["recency_alone"] = result.recency_auc
+    if result.model.spec.process is not None:
+        # Ranking by the MBG/NBD expected orders alone: on a world that is itself BG/NBD, about
+        # the best any model of the observed purchase history can do.
+        expected = result.model.spec.process.add(valid)["expected_orders_horizon"]
+        auc["expected_orders_alone"] = m.classification_metrics(
+            y, 1.0 / (1.0 + expected.fill_null(0.0).to_numpy()))["roc_auc"]
     return {
         "split": result.split.describe(),
         "best_iteration": result.best_iteration,
@@ -333,11 +339,29 @@ def world_report(home: Path, config: SimConfig, *, sparse: bool, horizon_days: i
     at = {d: f for (d,), f in features.filter(pl.col("snapshot_date").is_in(cltv_days))
           .partition_by("snapshot_date", as_dict=True).items()}
     cltv = compare_cltv(at, silver["payments"], labelled_last, horizon_days, config.start)
+    if sparse:
+        cltv["oracle"] = _cltv_oracle(paths, silver["payments"], labelled_last, horizon_days)
     return {"world": {"preset": "sparse-retail" if sparse else "default",
                       "customers": config.customers, "days": config.days,
                       "training_days": training_days,
                       "snapshot_every_days": snapshot_every_days},
             "churn": churn, "cltv": cltv}
+
+
+def _cltv_oracle(paths: Paths, payments: pl.DataFrame, cutoff: date,
+                 horizon_days: int) -> dict[str, float]:
+    """The sparse preset's true expected revenue over the holdout: an active customer makes
+    (1 - exp(-lambda p H)) / p purchases in H days (they leave after a purchase with
+    probability p), each worth their true mean value; Spearman and top decile of that."""
+    truth = pl.read_parquet(paths.truth / "customers.parquet").filter(
+        pl.col("signup_date") <= cutoff)
+    active = (truth["churn_date"].is_null() | (truth["churn_date"] > cutoff)).to_numpy()
+    rate, leave = (truth[c].to_numpy() for c in ("purchase_rate_per_day", "dropout_probability"))
+    purchases = -np.expm1(-rate * leave * horizon_days) / np.maximum(leave, 1e-12)
+    expected = truth.select("customer_id").with_columns(
+        cltv=active * purchases * truth["mean_order_value"].to_numpy())
+    actual = actual_revenue(payments, cutoff, cutoff + timedelta(days=horizon_days))
+    return evaluate_cltv(expected, actual).as_dict()
 
 
 def cltv_report(world: SimulatedWorld, cutoff: date, horizon_days: int | None = None
@@ -410,6 +434,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{v['total_actual']:,.0f} ({v['total_error']:+.1%}), Spearman {v['spearman']:.3f}, "
               f"top decile {v['top_decile_share']:.1%}, MAE {v['mae_per_customer']:.2f}")
     print(f"  CLTV kept: {cltv['chosen']} ({cltv['reason']})")
+    if "oracle" in cltv:
+        print(f"  CLTV oracle (true parameters): Spearman {cltv['oracle']['spearman']:.3f}, top "
+              f"decile {cltv['oracle']['top_decile_share']:.1%}")
     return 0
 
 
