@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint ui bench loop clean mlflow serve screenshots
+.PHONY: install run test lint ui bench loop presets clean mlflow serve screenshots
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "churn-assets needs Python >= 3.11, found " + sys.version.split()[0]'
@@ -49,6 +49,11 @@ serve: install
 # The latest brief checked in headless Chromium, and PNGs of it in docs/images (after `make run`).
 screenshots: install
 	$(BIN)/python -m churn_assets.reports.screenshots
+
+# Churn model and CLTV on both simulator presets, against their truth (README, "A sparse business").
+presets: install
+	$(BIN)/python -m churn_assets.lab.evaluate --preset default --out reports/preset_default.json
+	$(BIN)/python -m churn_assets.lab.evaluate --preset sparse-retail --out reports/preset_sparse_retail.json
 
 clean:
 	rm -rf data .dagster .tmp_dagster_home_*

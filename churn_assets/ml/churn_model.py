@@ -4,8 +4,13 @@ both calibrated on the same held-out customers, explained with SHAP values.
 - LightGBM reads categories natively (codes fixed by ``FeatureSpec``) and NaN as missing. Early
   stopping watches the calibration slice, not validation: validation stays untouched until the
   final metrics and the promotion gate, so the AUC they compare was never used to pick anything.
-- The baseline is one-hot categories + median imputation (with missing indicators) + a signed
-  log of the heavy-tailed counts and amounts + standard scaling + L2 logistic regression.
+- LightGBM also reads the MBG/NBD probability alive and expected orders over the horizon
+  (``purchase_process.py``), fitted on the training rows and kept in its ``FeatureSpec``.
+- The baseline is a logistic regression on recency, frequency, monetary value and tenure
+  (``BASELINE_FEATURES``): median imputation (with missing indicators) + a signed log of the
+  heavy-tailed counts and amounts + standard scaling + L2 logistic regression. LightGBM has to
+  beat it (by ``min_gain_over_baseline``) to be the model that scores; otherwise the baseline
+  scores (``choose_scorer``). Both are reported with the AUC of recency alone.
 - Calibration maps raw scores to probabilities on the calibration slice: centred isotonic
   (default) or Platt (a logistic fit on the raw log-odds). Plain isotonic regression is a step
   function: it ties every row of a step, which cost ~0.007 ROC-AUC on a 2,000-row slice here
