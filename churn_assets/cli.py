@@ -265,11 +265,11 @@ def _import(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from churn_assets import catalog
-    from churn_assets.assets.common import last_arrival
     from churn_assets.automation import LABELS_JOB
     from churn_assets.definitions import build_definitions, daily_partitions
     from churn_assets.lab.runner import landing_range, persistent_instance, run_range
     from churn_assets.settings import Paths, load_settings
+    from churn_assets.steps.reads import last_arrival
 
     paths = Paths.from_env()
     settings = load_settings(paths)

@@ -111,15 +111,19 @@ def test_evaluate_writes_the_report_against_the_truth(world, monkeypatch):
 
     assert exit_code == 0, out
     report = json.loads((paths.reports / "model_evaluation.json").read_text())
-    assert set(report["roc_auc"]) >= {"model", "baseline", "hazard_oracle", "label_oracle"}
-    assert "ROC-AUC model" in out and "full report:" in out
+    assert set(report["roc_auc"]) >= {"model", "baseline", "recency_alone", "hazard_oracle",
+                                      "label_oracle"}
+    assert report["scorer"] in ("lightgbm", "logistic_baseline")
+    assert set(report["cltv"]["models"]) >= {"bgnbd_gamma_gamma"}
+    assert "ROC-AUC model" in out and "CLTV on the holdout" in out and "full report:" in out
 
 
-def test_evaluate_without_a_simulated_truth_says_so(tmp_path, monkeypatch, capsys):
+def test_evaluate_without_labels_says_what_to_run(tmp_path, monkeypatch, capsys):
+    """Any world can be evaluated (a real one without oracles), once it has labels."""
     monkeypatch.setenv("CHURN_HOME", str(tmp_path / "home"))
 
     assert main(["evaluate"]) == 2
-    assert "no simulator truth" in capsys.readouterr().err
+    assert "run `churn-assets run` first" in capsys.readouterr().err
 
 
 def test_import_turns_an_export_into_daily_drops_once(tmp_path, monkeypatch):
