@@ -268,6 +268,9 @@ def table_for(key: dg.AssetKey) -> Table:
 # ── the checks other parts of the graph rely on ──────────────────────────────────────────────────
 
 RECONCILED_WITH_LANDING = "reconciled_with_landing"
+# A refused drop (marker contract, unusable file, unannounced shrink) leaves its day as it was;
+# training does not wait on it, the run that met it fails and names it.
+DROPS_MATCH_MARKERS = "drops_match_markers"
 
 # Silver's checks: name -> (blocking, what it guards). Computed in ``assets/silver.py``; named
 # here because training refuses to run while a blocking one has failed.

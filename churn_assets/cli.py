@@ -94,6 +94,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="customers only: land every customer in one drop on this day (default: each on "
         "their signup day, or today when signup_at is not mapped)",
     )
+    imp.add_argument(
+        "--delimiter",
+        help="CSV column separator: one character or 'tab' (default: detected from the header "
+        "among , ; tab |)",
+    )
+    imp.add_argument(
+        "--keep-duplicates", action="store_true",
+        help="import every copy of identical lines (default: once, the copies are reported)",
+    )
 
     run = sub.add_parser("run", help="materialize the whole asset graph for a range of days")
     run.add_argument("--from", dest="first", type=_day, help="first day (default: first drop)")
@@ -142,7 +151,10 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except (ValueError, LookupError, RuntimeError, OSError) as exc:
-        print(f"churn-assets {args.command}: error: {exc}", file=sys.stderr)
+        # One line: a message may quote a user's data, which can be arbitrarily long.
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        message = " ".join(lines) if len(lines) <= 12 else " ".join(lines[:12]) + " …"
+        print(f"churn-assets {args.command}: error: {_cut(message, 2000)}", file=sys.stderr)
         return 2
 
 
@@ -252,7 +264,8 @@ def _import(args: argparse.Namespace) -> int:
 
     domain = "payments" if args.domain == "transactions" else "customers"
     mapping = parse_mapping(args.mapping, domain)
-    options = {"timezone": args.timezone, "timestamp_format": args.timestamp_format}
+    options = {"timezone": args.timezone, "timestamp_format": args.timestamp_format,
+               "delimiter": args.delimiter, "keep_duplicates": args.keep_duplicates}
     if args.domain == "transactions":
         if args.as_of:
             raise ValueError("--as-of applies to `import customers` only")
@@ -267,7 +280,9 @@ def _run(args: argparse.Namespace) -> int:
     from churn_assets import catalog
     from churn_assets.automation import LABELS_JOB
     from churn_assets.definitions import build_definitions, daily_partitions
-    from churn_assets.lab.runner import landing_range, persistent_instance, run_range
+    from churn_assets.ingest.landing import list_drops
+    from churn_assets.lab.runner import landing_range, persistent_instance, plan_run, run_range
+    from churn_assets.resources.pii import refuse_public_key_in_env
     from churn_assets.settings import Paths, load_settings
     from churn_assets.steps.reads import last_arrival
 
@@ -276,7 +291,14 @@ def _run(args: argparse.Namespace) -> int:
     landed_first, landed_last = landing_range(paths)
     first, last = args.first or landed_first, args.last or landed_last
     defs = build_definitions(paths, settings)
+    partitions_def = daily_partitions(settings)
+    plan = plan_run(paths, partitions_def, first, last)
+    # Refuse before any run starts, with the same message the bronze assets give.
+    drops = [d for d in list_drops(paths.landing) if first <= d.day <= last]
+    refuse_public_key_in_env(drops)
     print(f"running the asset graph for {first} .. {last} on {paths.home}")
+    for start, end, reason in plan.skipped:
+        print(f"  skipping {_days(start, end)}: {_cut(reason)}", flush=True)
 
     def report(index: int, total: int, chunk) -> None:
         rows = ", ".join(f"{k} {v:,}" for k, v in sorted(chunk.rows.items()) if "quarantine" not in k)
@@ -286,39 +308,65 @@ def _run(args: argparse.Namespace) -> int:
         warned = [c.split(" ")[0] for c in chunk.failed_checks if "(WARN" in c]
         for check in chunk.failed_checks:
             if "(WARN" not in check:
-                print(f"    failed check: {check}", flush=True)
+                print(f"    failed check: {_cut(check)}", flush=True)
         if warned:
             print(f"    {len(warned)} warning(s): {', '.join(sorted(set(warned)))} "
                   "(details in the UI)", flush=True)
+        if chunk.error:
+            print(f"    {_cut(chunk.error)}", flush=True)
 
     horizon = settings.labels.horizon_days
+    failed = []
     with persistent_instance() as instance:
-        run_range(
-            defs, daily_partitions(settings), first, last, instance,
-            days_per_run=args.days_per_run, on_chunk=report,
-        )
+        for start, end in plan.ranges:
+            failed += [c for c in run_range(
+                defs, partitions_def, start, end, instance,
+                days_per_run=args.days_per_run, on_chunk=report, stop_on_failure=False,
+            ) if c.error]
         # A label needs its whole window in silver: what has been ingested (by this run or an
         # earlier one), not what has landed, which may reach past --through.
         ingested = last_arrival(defs.resources["store"], catalog.silver("payments").full_name) or first
         labelled_through = min(last, ingested - timedelta(days=horizon))
-        if labelled_through >= first:
+        label_ranges = [(a, min(b, labelled_through)) for a, b in plan.ranges
+                        if a <= labelled_through]
+        if label_ranges:
             print(f"churn labels for {first} .. {labelled_through} (horizon {horizon} days)")
-            run_range(
-                defs, daily_partitions(settings), first, labelled_through, instance,
-                days_per_run=args.days_per_run, on_chunk=report, job_name=LABELS_JOB,
-            )
+            for start, end in label_ranges:
+                failed += [c for c in run_range(
+                    defs, partitions_def, start, end, instance, days_per_run=args.days_per_run,
+                    on_chunk=report, job_name=LABELS_JOB, stop_on_failure=False,
+                ) if c.error]
         else:
             print(f"no label days in this range: a label needs {horizon} days of data after its "
                   f"snapshot day (payments are ingested through {ingested}, landed through "
                   f"{landed_last}; [labels] horizon_days in settings.toml)")
-        if _train(defs, instance):
-            _score_and_decide(defs, daily_partitions(settings), first, last, ingested,
-                              settings, instance, args.days_per_run)
+        if plan.ranges and _train(defs, instance):
+            for start, end in plan.ranges:
+                _score_and_decide(defs, partitions_def, start, end, ingested,
+                                  settings, instance, args.days_per_run)
     store = defs.resources["store"]
     print(f"\ntables: {store.location(catalog.SCORES.full_name)} and its siblings (churn-assets sql "
           "--tables lists them)")
     print("see the runs, assets and checks in the UI: make ui  (http://127.0.0.1:3000)")
+    if plan.skipped or failed:
+        print(f"\nnot everything ran: {len(plan.skipped)} day range(s) skipped, {len(failed)} "
+              "run(s) failed; the other days ran.", file=sys.stderr)
+        for start, end, reason in plan.skipped:
+            print(f"  skipped {_days(start, end)}: {_cut(reason)}", file=sys.stderr)
+        for chunk in failed:
+            print(f"  failed {_days(chunk.start, chunk.end)}: {_cut(chunk.error)}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _days(start, end) -> str:
+    return str(start) if start == end else f"{start} .. {end}"
+
+
+def _cut(text: str, limit: int = 400) -> str:
+    """One message line of at most ``limit`` characters: a user's data can be arbitrarily long."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _score_and_decide(defs, partitions_def, first, last, ingested, settings, instance,

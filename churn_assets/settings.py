@@ -13,7 +13,7 @@ from datetime import date
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from churn_assets.decisions.config import DecisionSettings
 
@@ -72,6 +72,61 @@ class PartitionSettings(_Section):
         date(2024, 1, 1),
         description="First day of every daily partition. Data before it cannot be ingested.",
     )
+
+
+class ImportSettings(_Section):
+    """What `churn-assets import` accepts as a plausible date (rows outside are rejected)."""
+
+    max_days_after_today: int = Field(
+        1, ge=0, le=3650,
+        description="Rows dated more than this many days after today are rejected (a clock or "
+        "export error, such as 2999-01-01).",
+    )
+    earliest: date = Field(
+        date(1990, 1, 1),
+        description="Rows dated before this day are rejected as implausible (such as 0001-01-01).",
+    )
+
+
+class Attribute(_Section):
+    """One extra customer column silver keeps (an allow-list: every other column stays in bronze)."""
+
+    name: str = Field(min_length=1, description="The column's name as the export writes it.")
+    type: Literal["text", "category", "number", "integer", "timestamp"] = Field(
+        "text", description="category: lower-cased labels (a value that looks like an e-mail "
+        "or phone number is rejected); number/integer/timestamp: parsed like contract columns.")
+
+
+class CustomerSettings(_Section):
+    attributes: list[Attribute] = Field(
+        default_factory=list,
+        description="Customer columns beyond the contract that silver keeps, each with its type.",
+    )
+
+    @model_validator(mode="after")
+    def _not_personal_nor_contract(self) -> CustomerSettings:
+        from churn_assets.ingest.columns import COLUMNS
+        from churn_assets.transforms.personal import personal_column
+
+        seen: set[str] = set()
+        contract = {column.lower() for column in COLUMNS["customers"]}
+        for attribute in self.attributes:
+            key = attribute.name.lower()
+            if key in contract or key.startswith("_"):
+                raise ValueError(f"attribute {attribute.name!r} is a contract or metadata "
+                                 "column; map it with --map instead")
+            if personal_column(attribute.name):
+                raise ValueError(f"attribute {attribute.name!r} looks like personal data, "
+                                 "which silver never keeps raw; leave it in bronze")
+            if key in seen:
+                raise ValueError(f"attribute {attribute.name!r} is declared twice")
+            seen.add(key)
+        return self
+
+    def kinds(self) -> dict[str, str]:
+        from churn_assets.transforms.contracts import ATTRIBUTE_KINDS
+
+        return {a.name: ATTRIBUTE_KINDS[a.type] for a in self.attributes}
 
 
 class LabelSettings(_Section):
@@ -175,6 +230,8 @@ class Settings(_Section):
     """Business settings: every section and key is documented in README.md."""
 
     partitions: PartitionSettings = PartitionSettings()
+    imports: ImportSettings = ImportSettings()
+    customers: CustomerSettings = CustomerSettings()
     labels: LabelSettings = LabelSettings()
     checks: CheckSettings = CheckSettings()
     freshness: FreshnessSettings = FreshnessSettings()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from datetime import date
 from pathlib import Path
@@ -12,6 +13,9 @@ import pytest
 from churn_assets.definitions import build_definitions
 from churn_assets.lab.runner import RANGE_END_TAG, RANGE_START_TAG
 from churn_assets.settings import DOMAINS, Paths
+
+# Hand-written test drops are not simulated, so the public local key would be refused for them.
+os.environ.setdefault("CHURN_PII_KEY", "churn-assets-test-key")
 
 WORLD_START = date(2026, 1, 1)
 WORLD_DAYS = 12

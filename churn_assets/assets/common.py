@@ -4,6 +4,7 @@ import dagster as dg
 import narwhals as nw
 
 from churn_assets.ingest.columns import PII_COLUMNS
+from churn_assets.transforms.personal import mask, mask_text, personal_column
 
 # Columns never shown in previews, even hashed: metadata is visible to everyone with UI access.
 HIDDEN_COLUMNS = (*PII_COLUMNS, "email_hash", "phone_hash", "_ingested_at")
@@ -21,13 +22,16 @@ def markdown_preview(frame, rows: int = 5, columns: int = 12) -> str:
     """The first rows of a native frame as a Markdown table, without personal columns."""
     head = nw.from_native(frame).head(rows)
     head = head.lazy().collect() if isinstance(head, nw.LazyFrame) else head
-    head = head.drop([c for c in HIDDEN_COLUMNS if c in head.columns])
+    # Hidden by name (contract PII, and any column named like personal data, say an export's
+    # contact_email in bronze), and by value: an e-mail address shifted into another column.
+    head = head.drop([c for c in head.columns if c in HIDDEN_COLUMNS or personal_column(c)])
     if head.is_empty():
         return "_no rows_"
     names = head.columns[:columns]
     lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
     for row in head.select(names).iter_rows():
-        lines.append("| " + " | ".join("" if v is None else str(v)[:40] for v in row) + " |")
+        cells = ("" if v is None else mask_text(str(v))[:40] for v in row)
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -38,12 +42,13 @@ def outcome_result(asset_key: dg.AssetKey, name: str, outcome) -> dg.AssetCheckR
         check_name=name,
         passed=outcome.passed,
         severity=dg.AssetCheckSeverity[outcome.severity],
-        description=outcome.description,
+        description=mask_text(outcome.description) if outcome.description else None,
         metadata={k: _metadata_value(v) for k, v in outcome.metadata.items()},
     )
 
 
 def _metadata_value(value):
+    value = mask(value)  # example keys and values may hold what a shifted column put there
     if isinstance(value, list | dict | tuple):
         return dg.MetadataValue.json(value if not isinstance(value, tuple) else list(value))
     return value

@@ -23,6 +23,7 @@ from churn_assets.settings import DOMAINS, Settings
 from churn_assets.steps.reads import CHUNK_DAYS, chunks
 from churn_assets.transforms import expectations
 from churn_assets.transforms.contracts import NATURAL_KEYS, PARTITION_COLUMN
+from churn_assets.transforms.personal import mask
 from churn_assets.transforms.silver import clean, exceptions_frame
 
 VOLUME_DAYS = 7
@@ -41,6 +42,7 @@ def build_silver_asset(
     # Orphan checks need the customers that arrived up to the same day: silver customers first.
     deps = [bronze_key] + ([catalog.silver("customers").key] if domain != "customers" else [])
     rules = settings.checks
+    attributes = settings.customers.kinds() if domain == "customers" else {}
     partition_start = partitions_def.start.date()
 
     @dg.multi_asset(
@@ -72,7 +74,7 @@ def build_silver_asset(
                     rows_table, DateWindow(partition_start, chunk.start), PARTITION_COLUMN,
                     columns=list(NATURAL_KEYS[domain]),
                 )
-            result = clean(domain, bronze, prior, pii.key)
+            result = clean(domain, bronze, prior, pii.key, attributes)
             store.replace_window(
                 rows_table, result.rows.to_native(), chunk, PARTITION_COLUMN,
                 allow_new_columns=domain == "customers",
@@ -105,24 +107,25 @@ def build_silver_asset(
             asset_key=exceptions_key,
             metadata={
                 "dagster/row_count": counts["rejected"] + counts["duplicate"],
-                "reasons": dg.MetadataValue.json(_top_reasons(exceptions)),
+                "reasons": dg.MetadataValue.json(mask(_top_reasons(exceptions))),
                 "location": dg.MetadataValue.path(store.location(exceptions_table)),
             },
         )
         yield from _check_results(
             domain, checks, store, rows, window, partition_start, rules,
             bronze_rows=bronze_rows, silver_rows=silver_rows, counts=counts,
+            attributes=attributes,
         )
 
     return _silver
 
 
 def _check_results(domain, checks, store, rows, window, partition_start, rules, *, bronze_rows,
-                   silver_rows, counts) -> Iterator[dg.AssetCheckResult]:
+                   silver_rows, counts, attributes) -> Iterator[dg.AssetCheckResult]:
     outcomes = {
         "keys_unique_and_present": expectations.keys_unique_and_present(domain, rows),
         "values_in_range": expectations.values_in_range(domain, rows),
-        "schema_matches_contract": expectations.schema_matches_contract(domain, rows),
+        "schema_matches_contract": expectations.schema_matches_contract(domain, rows, attributes),
         "reconciled_with_bronze": expectations.reconciled_with_bronze(
             bronze_rows, silver_rows, counts["rejected"], counts["duplicate"]),
         "reject_share": expectations.reject_share(

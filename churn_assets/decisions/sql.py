@@ -130,7 +130,49 @@ def register_tables(ctx: pl.SQLContext,
     return ctx
 
 
+class SqlError(ValueError):
+    """A question that cannot be answered, in one line a person can act on."""
+
+
+# Polars SQL can read any file through table functions (read_csv('/etc/…'), read_parquet of
+# bronze's raw PII); questions may read only the registered tables.
+_COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/", re.DOTALL)
+_STRINGS = re.compile(r"'(?:[^']|'')*'")
+_FILE_FUNCTION = re.compile(r"""(?i)(^|[^a-z0-9_$])["`\[]?(read|scan)_[a-z0-9_]*["`\]]?\s*\(""")
+# A registered table is a Delta (Parquet) scan or an in-memory frame; these scan other files.
+_FOREIGN_SCAN = re.compile(r"(?i)\b(csv|ndjson|json|ipc)\s+scan\b")
+
+
 def ask(ctx: pl.SQLContext, question: str) -> pl.DataFrame:
-    """Run one of ``QUESTIONS`` by name (or any SQL text) and collect the answer."""
+    """Run one of ``QUESTIONS`` by name (or any SQL text) and collect the answer.
+
+    Only the registered tables can be read: a query naming a file-reading function is refused,
+    and so is a plan that scans anything but them. Errors are ``SqlError`` with one line.
+    """
     query = QUESTIONS.get(question, question)
-    return ctx.execute(query, eager=True)
+    code = _STRINGS.sub("''", _COMMENTS.sub(" ", query))
+    if _FILE_FUNCTION.search(code):
+        raise SqlError("only the project's tables can be queried (see --tables); functions that "
+                       "read files, such as read_csv or read_parquet, are disabled")
+    try:
+        plan = ctx.execute(query, eager=False)
+        if _FOREIGN_SCAN.search(plan.explain(optimized=False)):
+            raise SqlError("only the project's tables can be queried (see --tables)")
+        return plan.collect()
+    except SqlError:
+        raise
+    except (pl.exceptions.PolarsError, OSError) as error:
+        raise SqlError(_one_line(error, ctx)) from error
+
+
+def _one_line(error: Exception, ctx: pl.SQLContext) -> str:
+    first = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+    missing = re.search(r"relation '([^']+)' was not found", first)
+    if missing:
+        name = missing.group(1)
+        if name in TABLES:
+            return (f"table {name} has not been materialized yet: `churn-assets run` writes it "
+                    "(scores and decisions once a champion model exists)")
+        return f"no table {name!r}; the tables are: {', '.join(sorted(ctx.tables()))}"
+    text = f"{type(error).__name__}: {first}" if first else type(error).__name__
+    return text if len(text) <= 300 else text[:299] + "…"

@@ -42,6 +42,8 @@ class BronzeBatch:
     quarantine: pl.DataFrame
     records_in_files: int = 0
     quarantine_reasons: Counter[str] = field(default_factory=Counter)
+    # Records in the files per drop day: what bronze + quarantine must hold for that day.
+    records_by_day: Counter[date] = field(default_factory=Counter)
 
 
 def empty_bronze(domain: str) -> pl.DataFrame:
@@ -74,6 +76,7 @@ def ingest_drops(domain: str, drops: list[Drop], ingested_at: datetime, landing_
             row_parts.append(parsed.rows.with_columns(**stamp))
             quarantine_parts.append(parsed.quarantine.with_columns(**stamp))
             batch.records_in_files += parsed.records_in_file
+            batch.records_by_day[drop.day] += parsed.records_in_file
             batch.quarantine_reasons.update(parsed.quarantine["reason"].to_list())
     batch.rows = pl.concat(row_parts, how="diagonal_relaxed")
     batch.quarantine = pl.concat(quarantine_parts, how="diagonal_relaxed").select(
@@ -110,7 +113,25 @@ def contiguous_runs(
 
 
 def drop_bytes(drop: Drop) -> int:
-    return sum(path.stat().st_size for path in drop.file_paths())
+    """The drop's size as its marker lists it (the files were verified against it)."""
+    return sum(entry["bytes"] for entry in drop.manifest.values())
+
+
+def shrinking_days(
+    records_by_day: dict[date, int], held_by_day: dict[date, int], drops: dict[date, Drop]
+) -> dict[date, str]:
+    """Days whose drop has fewer records than bronze holds for it, and the drop does not say its
+    source shrank: replacing them would silently delete rows, so they are refused with a reason."""
+    refused = {}
+    for day, held in held_by_day.items():
+        arriving = records_by_day.get(day, 0)
+        drop = drops.get(day)
+        if drop is not None and arriving < held and not drop.source_shrank:
+            refused[day] = (
+                f"it has {arriving:,} records but bronze holds {held:,} for that day; a drop "
+                "never deletes rows unless its marker says the source shrank "
+                "(`churn-assets import` of a corrected export sets it)")
+    return refused
 
 
 def display_path(path, landing_root) -> str:

@@ -39,6 +39,11 @@ TIMESTAMP_FORMATS = (
     "%Y/%m/%d %H:%M", "%Y/%m/%d",
 )
 # fmt: on
+# Amounts are written as exact cents in 64-bit integers; anything near that limit (about 9.2e16
+# cents) is an export error long before it is a real order.
+MAX_ABS_AMOUNT = 1e12
+# Values quoted in messages are cut to this many characters: a line can be megabytes long.
+QUOTE_LIMIT = 120
 
 
 class ImportDataError(ValueError):
@@ -109,10 +114,16 @@ def resolve_mapping(
     mapping = dict(mapping)
     _check_products(mapping)
     notes = []
+    used = {column for source in mapping.values() for column in source.split("*")}
     for target in targets:
-        if target not in mapping and target in columns:
-            mapping[target] = target
-            notes.append(f"column {target!r} used as {target} (same name)")
+        if target in mapping:
+            continue
+        # Same name, ignoring case ("Email" is email), when exactly one unused column has it.
+        same = [c for c in columns if c.strip().lower() == target and c not in used]
+        if len(same) == 1:
+            mapping[target] = same[0]
+            used.add(same[0])
+            notes.append(f"column {same[0]!r} used as {target} (same name)")
     required = ["customer_id"] + (["timestamp"] if domain == "payments" else [])
     missing = [target for target in required if target not in mapping]
     if (
@@ -129,15 +140,22 @@ def resolve_mapping(
     for target, source in mapping.items():
         for column in source.split("*"):
             if column not in columns:
+                hint = ""
+                if len(_visible(columns)) == 1 and any(s in columns[0] for s in ";\t|"):
+                    hint = (" (one column whose name holds ';', tab or '|': pass --delimiter "
+                            "with the file's separator)")
                 raise ImportMappingError(
-                    f"{path.name} has no column {column!r} (mapped to {target}); "
-                    f"its columns are: {', '.join(_visible(columns))}"
+                    f"{path.name} has no column {cut(column, 60)} (mapped to {target}); "
+                    f"its columns are: {', '.join(_visible(columns))}{hint}"
                 )
     return mapping, notes
 
 
 def _visible(columns: list[str]) -> list[str]:
-    return [column for column in columns if column != ROW_NUMBER]
+    """Column names for a message: each cut, at most 30 of them."""
+    names = [column if len(column) <= 60 else f"{column[:60]}…"
+             for column in columns if column != ROW_NUMBER]
+    return names if len(names) <= 30 else [*names[:30], f"… ({len(names) - 30} more)"]
 
 
 @dataclass(frozen=True)
@@ -163,7 +181,8 @@ def apply_checks(frame: pl.DataFrame, checks: list[Check], path: Path) -> pl.Dat
             line, value = failed.select(pl.col(ROW_NUMBER), check.value).row(0)
             raise ImportDataError(
                 f"{path.name}: {failed.height:,} of {frame.height:,} rows fail: {check.reason} "
-                f"(column {check.column!r}); the first is line {line}: {value!r}. {check.abort_hint}"
+                f"(column {check.column!r}); the first is line {line}: {cut(value)}. "
+                f"{check.abort_hint}"
             )
     # One when/then chain per output column; built from the last check so the first one wins.
     reason = column = value = pl.lit(None, pl.String)
@@ -222,6 +241,45 @@ def number(column: str) -> pl.Expr:
     return pl.col(column).str.strip_chars().cast(pl.Float64, strict=False)
 
 
+def cut(value: object, limit: int = QUOTE_LIMIT) -> str:
+    """``repr`` of a value, cut for a message (a 10 MB line is never echoed whole)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
+
+
+def finite_check(value: pl.Expr, what: str, column: str) -> Check:
+    """Parsed numbers that are infinite or implausibly large (NaN is 'not a number')."""
+    return Check(
+        (value.is_infinite() | (value.abs() > MAX_ABS_AMOUNT)).fill_null(False),
+        f"{what} is infinite or larger than {MAX_ABS_AMOUNT:,.0f} in absolute value",
+        column,
+        value.cast(pl.String),
+    )
+
+
+def duplicate_line_check(columns: list[str]) -> Check:
+    """Later copies of an identical line: an export repeating a line is not two orders."""
+    first = pl.col(ROW_NUMBER).min().over(columns)
+    return Check(
+        pl.col(ROW_NUMBER) != first,
+        "exact duplicate of an earlier line, imported once (--keep-duplicates imports every copy)",
+        "(whole line)",
+        pl.format("same as line {}", first),
+    )
+
+
+def plausible_day_check(moment: pl.Expr, target: str, column: str, earliest: date,
+                        latest: date) -> Check:
+    day = moment.dt.date()
+    return Check(
+        ((day > latest) | (day < earliest)).fill_null(False),
+        f"{target} is outside the plausible days {earliest} .. {latest} ([imports] "
+        "max_days_after_today and earliest in settings.toml)",
+        column,
+        pl.col(column),
+    )
+
+
 def number_check(column: str, what: str) -> Check:
     return Check(
         number(column).is_null() | number(column).is_nan(),
@@ -235,7 +293,8 @@ def number_check(column: str, what: str) -> Check:
 
 def money(amount: pl.Expr) -> pl.Expr:
     """Two decimals, as the simulator writes amounts (``-12.30``); exact via integer cents."""
-    cents = (amount * 100).round(0).cast(pl.Int64)
+    # Not strict: rejected rows (inf, 1e300) are computed too, and must not raise.
+    cents = (amount * 100).round(0).cast(pl.Int64, strict=False)
     sign = pl.when(cents < 0).then(pl.lit("-")).otherwise(pl.lit(""))
     whole = (cents.abs() // 100).cast(pl.String)
     fraction = (cents.abs() % 100).cast(pl.String).str.zfill(2)
@@ -246,7 +305,9 @@ def integral_text(value: pl.Expr) -> pl.Expr:
     """``6.0`` -> ``"6"``; other numbers keep their decimals."""
     whole = value.round(0) == value
     return (
-        pl.when(whole).then(value.cast(pl.Int64).cast(pl.String)).otherwise(value.cast(pl.String))
+        pl.when(whole)
+        .then(value.cast(pl.Int64, strict=False).cast(pl.String))
+        .otherwise(value.cast(pl.String))
     )
 
 
@@ -339,7 +400,7 @@ def _detect_format(
         line = rows.filter(written.is_not_null() & (written != ""))[ROW_NUMBER][0]
         raise ImportDataError(
             f"{path.name}: cannot tell how column {column!r} writes timestamps (line {line}: "
-            f"{sample[0]!r}); pass --timestamp-format with strftime codes, e.g. '%d/%m/%Y %H:%M'"
+            f"{cut(sample[0])}); pass --timestamp-format with strftime codes, e.g. '%d/%m/%Y %H:%M'"
         )
     swapped = best.replace("%m/%d", "%d/%m") if "%m/%d" in best else best.replace("%d/%m", "%m/%d")
     if swapped != best and scores.get(swapped) == scores[best]:

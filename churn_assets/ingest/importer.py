@@ -26,7 +26,7 @@ from __future__ import annotations
 import io
 import re
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -34,9 +34,11 @@ import polars as pl
 from churn_assets.ingest import import_values as V
 from churn_assets.ingest.columns import COLUMNS
 from churn_assets.ingest.import_values import ImportDataError, ImportMappingError, parse_mapping
-from churn_assets.ingest.landing import find_drop, list_drops, write_drop
+from churn_assets.ingest.landing import DropError, find_drop, list_drops, write_drop
 from churn_assets.ingest.readers import ROW_NUMBER, LandingFileError, parse_csv, read_landing_file
 from churn_assets.settings import Paths, load_settings
+
+IMPORT = "churn-assets import"
 
 __all__ = [
     "ImportDataError",
@@ -58,6 +60,7 @@ class ImportReport:
     reject_file: Path | None
     days_written: tuple[date, ...]
     days_unchanged: tuple[date, ...]
+    days_emptied: tuple[date, ...] = ()
     dropped_columns: tuple[str, ...] = ()
     extra_columns: tuple[str, ...] = ()
     timestamp_format: str | None = None
@@ -84,6 +87,12 @@ class ImportReport:
                 f"  days {self.first_day} .. {self.last_day}: {len(self.days_written)} dropped, "
                 f"{len(self.days_unchanged)} unchanged (not re-dropped)"
             )
+        if self.days_emptied:
+            shown = ", ".join(str(day) for day in self.days_emptied[:10])
+            more = f" and {len(self.days_emptied) - 10} more" if len(self.days_emptied) > 10 else ""
+            lines.append(
+                f"  {len(self.days_emptied)} day(s) emptied: an earlier import of this file had "
+                f"rows there, this one has none ({shown}{more})")
         for reason, count in sorted(self.rejected_by_reason.items(), key=lambda kv: -kv[1]):
             lines.append(f"  rejected {count:,}: {reason}")
         if self.reject_file:
@@ -104,13 +113,16 @@ def import_transactions(
     paths: Paths,
     timezone: str = "UTC",
     timestamp_format: str | None = None,
+    delimiter: str | None = None,
+    keep_duplicates: bool = False,
 ) -> ImportReport:
     """Import an export of orders/transactions into ``payments`` drops, one per UTC day."""
     path = Path(path)
-    source = _read_source(path)
+    source = _read_source(path, delimiter)
     mapping, notes = V.resolve_mapping(mapping, "payments", source.rows.columns, path)
     stamps = V.parse_timestamps(source.rows, mapping["timestamp"], timezone, timestamp_format, path)
-    checks = [V.customer_id_check(mapping["customer_id"]), *stamps.check("timestamp")]
+    checks = [V.customer_id_check(mapping["customer_id"]), *stamps.check("timestamp"),
+              _plausible(stamps.values, "timestamp", mapping["timestamp"], paths)]
     if "amount" in mapping:
         factors = mapping["amount"].split("*")  # one column, or a product of two
     else:
@@ -120,6 +132,11 @@ def import_transactions(
         checks.append(V.number_check(column, "amount" if column in factors else "quantity"))
     for column in factors:
         amount = amount * V.number(column)
+    checks.append(V.finite_check(pl.col("_amount"), "amount", mapping.get("amount") or "*".join(factors)))
+    if "quantity" in mapping:
+        checks.append(V.finite_check(V.number(mapping["quantity"]), "quantity", mapping["quantity"]))
+    if not keep_duplicates:
+        checks.append(V.duplicate_line_check(_data_columns(source.rows)))
     frame = source.rows.with_columns(_created=stamps.values, _amount=amount)
     frame = V.apply_checks(frame, checks, path)
 
@@ -261,6 +278,8 @@ def import_customers(
     timezone: str = "UTC",
     timestamp_format: str | None = None,
     as_of: date | None = None,
+    delimiter: str | None = None,
+    keep_duplicates: bool = False,
 ) -> ImportReport:
     """Import a customer export into ``customers`` drops, keeping unmapped columns as attributes.
 
@@ -269,18 +288,15 @@ def import_customers(
     of their ``signup_at`` (``updated_at = signup_at``), or today when ``signup_at`` is not mapped.
     """
     path = Path(path)
-    source = _read_source(path)
+    source = _read_source(path, delimiter)
     mapping, notes = V.resolve_mapping(mapping, "customers", source.rows.columns, path)
     rows = source.rows
     used = set(mapping.values())
     extras = tuple(c for c in rows.columns if c not in used and c != ROW_NUMBER)
-    clash = sorted(set(extras) & set(COLUMNS["customers"]))
-    if clash:
-        raise ImportMappingError(
-            f"{path.name}: unmapped column(s) {', '.join(clash)} would be overwritten by the "
-            "canonical column the import writes; rename or drop them in the export"
-        )
+    _check_clashes(path, extras)
     checks = [V.customer_id_check(mapping["customer_id"])]
+    if not keep_duplicates:
+        checks.append(V.duplicate_line_check(_data_columns(rows)))
     columns: dict[str, pl.Expr] = {}
     fmt = None
     for target in ("signup_at", "cancelled_at"):
@@ -290,6 +306,7 @@ def import_customers(
                 rows, mapping[target], timezone, timestamp_format, path, optional=optional
             )
             checks.extend(stamps.check(target, optional=optional))
+            checks.append(_plausible(stamps.values, target, mapping[target], paths))
             columns[target] = stamps.values
             fmt = fmt or stamps.format
             notes.extend(stamps.notes)
@@ -313,6 +330,14 @@ def import_customers(
     }
     canonical["customer_id"] = V.customer_id(mapping["customer_id"])
     canonical["updated_at"] = V.iso_utc(updated)
+    if "status" not in mapping:
+        # Silver requires a status: a customer with a cancellation date has cancelled.
+        cancelled = (pl.col("_cancelled_at").is_not_null() if "cancelled_at" in columns
+                     else pl.lit(False))
+        canonical["status"] = pl.when(cancelled).then(pl.lit("cancelled")).otherwise(
+            pl.lit("active"))
+        notes.append("no status column mapped: customers are 'active', or 'cancelled' when they "
+                     "have a cancelled_at")
     frame = frame.sort(ROW_NUMBER).with_columns(**canonical, _day=updated.dt.date())
     report = _land(
         path,
@@ -341,20 +366,20 @@ class _Source:
     notes: tuple[str, ...]
 
 
-def _read_source(path: Path) -> _Source:
+DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
+
+
+def _read_source(path: Path, delimiter: str | None = None) -> _Source:
     suffix = path.suffix.lower()
-    notes: tuple[str, ...] = ()
+    notes: list[str] = []
     try:
-        if suffix == ".csv":
+        if suffix in (".csv", ".txt", ".tsv"):
             data = path.read_bytes()
-            try:
-                data.decode("utf-8")
-            except UnicodeDecodeError:
-                # Spreadsheet exports are often Windows-1252; guessing beats rejecting every
-                # line with an accent, and the report says what happened.
-                data = data.decode("cp1252", errors="replace").encode("utf-8")
-                notes = ("the file is not UTF-8; it was read as Windows-1252",)
-            parsed = parse_csv(data, label=str(path))
+            if not data.strip(b"\r\n\t \xef\xbb\xbf"):
+                raise ImportDataError(f"{path}: the file is empty: nothing to import")
+            data = _as_utf8(path, data, notes)
+            separator = _separator(path, data, delimiter, notes)
+            parsed = parse_csv(data, label=str(path), separator=separator)
         elif suffix == ".parquet":
             parsed = read_landing_file(path)
         else:
@@ -362,10 +387,91 @@ def _read_source(path: Path) -> _Source:
                 f"{path}: cannot import {suffix or 'a file without suffix'!r} files; export CSV or Parquet"
             )
     except OSError as exc:
-        raise ImportDataError(f"{path}: cannot read the file: {exc}") from exc
+        raise ImportDataError(f"{path}: cannot read the file: {exc.strerror or exc}") from exc
     except LandingFileError as exc:
         raise ImportDataError(str(exc)) from exc
-    return _Source(parsed.rows, parsed.quarantine, parsed.records_in_file, notes)
+    if parsed.records_in_file == 0:
+        raise ImportDataError(
+            f"{path}: the file has a header ({', '.join(V._visible(parsed.rows.columns))}) but no "
+            "rows: nothing to import")
+    return _Source(parsed.rows, parsed.quarantine, parsed.records_in_file, tuple(notes))
+
+
+def _as_utf8(path: Path, data: bytes, notes: list[str]) -> bytes:
+    """The file as UTF-8: decided for the whole file, never line by line.
+
+    A file that is valid UTF-8 is read as such. A file without a single valid multi-byte UTF-8
+    character is a legacy export (Windows-1252) and is converted whole, with a note. A file with
+    both is two encodings mixed (a UTF-8 export edited in a legacy tool): guessing would garble
+    one half, so the import stops naming the first line that is not UTF-8.
+    """
+    try:
+        data.decode("utf-8")
+        return data
+    except UnicodeDecodeError as error:
+        bad_at = error.start
+    text = data.decode("utf-8", errors="replace")
+    if any(ord(ch) > 0x7F and ch != "\ufffd" for ch in text):
+        line_number = data.count(b"\n", 0, bad_at) + 1
+        start = data.rfind(b"\n", 0, bad_at) + 1
+        end = data.find(b"\n", bad_at)
+        line = data[start: end if end >= 0 else len(data)].decode("utf-8", errors="replace")
+        raise ImportDataError(
+            f"{path}: the file mixes encodings: it is UTF-8 but line {line_number} is not "
+            f"({V.cut(line)}); save the whole file as UTF-8 and import again")
+    notes.append("the file is not UTF-8; it was read as Windows-1252")
+    return data.decode("cp1252", errors="replace").encode("utf-8")
+
+
+def _separator(path: Path, data: bytes, delimiter: str | None, notes: list[str]) -> str:
+    """``--delimiter`` when given (``tab`` or ``\\t`` for a tab), else the most frequent of
+    ``, ; tab |`` in the header line outside quotes (a comma when none occurs)."""
+    if delimiter is not None:
+        named = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
+        separator = named.get(delimiter.lower(), delimiter)
+        if len(separator) != 1 or separator in "\"\r\n":
+            raise ImportMappingError(
+                f"--delimiter {delimiter!r} must be one character (or 'tab'), not a quote")
+        return separator
+    header = data.split(b"\n", 1)[0].decode("utf-8", errors="replace")
+    unquoted = re.sub(r'"[^"]*"', "", header)
+    counts = {sep: unquoted.count(sep) for sep in DELIMITERS}
+    separator = max(counts, key=lambda sep: (counts[sep], sep == ","))
+    if counts[separator] == 0:
+        return ","
+    if separator != ",":
+        notes.append(f"columns are separated by {DELIMITERS[separator]}s (detected from the "
+                     "header; --delimiter overrides)")
+    return separator
+
+
+def _data_columns(rows: pl.DataFrame) -> list[str]:
+    return [column for column in rows.columns if column != ROW_NUMBER]
+
+
+def _check_clashes(path: Path, extras: tuple[str, ...]) -> None:
+    """Extra columns must not collide with the canonical ones or each other, ignoring case:
+    Delta and Spark treat ``Email`` and ``email`` as one column."""
+    canonical = {column.lower(): column for column in COLUMNS["customers"]}
+    seen: dict[str, str] = {}
+    for column in extras:
+        key = column.strip().lower()
+        if key in canonical:
+            raise ImportMappingError(
+                f"{path.name}: the unmapped column {column!r} clashes with the column "
+                f"{canonical[key]!r} the import writes (column names are compared ignoring "
+                "case); map it, or rename or drop it in the export")
+        if key in seen:
+            raise ImportMappingError(
+                f"{path.name}: columns {seen[key]!r} and {column!r} differ only in case; "
+                "rename one in the export")
+        seen[key] = column
+
+
+def _plausible(moment: pl.Expr, target: str, column: str, paths: Paths) -> V.Check:
+    limits = load_settings(paths).imports
+    latest = datetime.now(UTC).date() + timedelta(days=limits.max_days_after_today)
+    return V.plausible_day_check(moment, target, column, limits.earliest, latest)
 
 
 def _land(
@@ -386,10 +492,23 @@ def _land(
         accepted, load_settings(paths).partitions.start, paths.settings_file, path
     )
     name = f"{_slug(path.stem)}.{'csv' if domain == 'payments' else 'parquet'}"
-    written, unchanged = [], []
-    for (day,), day_rows in sorted(accepted.partition_by("_day", as_dict=True).items()):
+    written, unchanged, emptied = [], [], []
+    by_day = dict(sorted(accepted.partition_by("_day", as_dict=True).items()))
+    # A re-import replaces everything this source imported before: a day that held its file
+    # and has no rows in it any more loses the file (and is emptied when nothing else is left).
+    previous = [d for d in list_drops(paths.landing, domain) if name in d.files]
+    for drop in previous:
+        if (drop.day,) in by_day:
+            continue
+        files = {other: (drop.path / other).read_bytes() for other in drop.files if other != name}
+        write_drop(paths.landing, domain, drop.day, files, source_shrank=True, source=IMPORT)
+        emptied.append(drop.day)
+    for (day,), day_rows in by_day.items():
         content = _serialize(day_rows.select(columns), domain)
-        existing = find_drop(paths.landing, domain, day)
+        try:
+            existing = find_drop(paths.landing, domain, day)
+        except DropError:
+            existing = None  # a broken drop is replaced
         if existing and name in existing.files and (existing.path / name).read_bytes() == content:
             unchanged.append(day)
             continue
@@ -399,8 +518,10 @@ def _land(
             if existing
             else {}
         )
+        shrank = bool(existing and name in existing.files
+                      and _records(existing.path / name) > day_rows.height)
         files[name] = content
-        write_drop(paths.landing, domain, day, files)
+        write_drop(paths.landing, domain, day, files, source_shrank=shrank, source=IMPORT)
         written.append(day)
     reject_file = paths.landing / "_rejected" / f"{_slug(path.stem)}-{domain}.csv"
     all_rejects = pl.concat([V.quarantine_rejects(source.quarantine), V.rejects(frame)]).sort(
@@ -421,12 +542,21 @@ def _land(
         reject_file=reject_file if all_rejects.height else None,
         days_written=tuple(written),
         days_unchanged=tuple(unchanged),
+        days_emptied=tuple(emptied),
         dropped_columns=dropped,
         extra_columns=extras,
         timestamp_format=timestamp_format,
         rejected_by_reason=dict(all_rejects.group_by("reason").len().iter_rows()),
         notes=tuple(notes) + source.notes,
     )
+
+
+def _records(path: Path) -> int:
+    """Records in a file this importer wrote earlier (so a smaller re-import says it shrank)."""
+    try:
+        return read_landing_file(path).records_in_file
+    except (LandingFileError, OSError):
+        return 0
 
 
 def _serialize(frame: pl.DataFrame, domain: str) -> bytes:

@@ -6,7 +6,9 @@ of the ``churn_daily`` job, visible in the UI afterwards.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,7 +19,7 @@ from pathlib import Path
 import dagster as dg
 
 from churn_assets.automation import DAILY_JOB
-from churn_assets.ingest.landing import list_drops
+from churn_assets.ingest.landing import DropError, scan_drops, verify_drop
 from churn_assets.settings import Paths
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
@@ -36,11 +38,37 @@ class ChunkResult:
     seconds: float
     rows: dict[str, int] = field(default_factory=dict)
     failed_checks: list[str] = field(default_factory=list)
+    error: str | None = None  # why the run failed (only when not stopping on failure)
+
+
+@dataclass
+class RunPlan:
+    """The days a ``run`` covers: contiguous ranges of good days, and what it leaves out and why."""
+
+    ranges: list[tuple[date, date]]  # inclusive
+    skipped: list[tuple[date, date, str]] = field(default_factory=list)  # inclusive, reason
+
+    @property
+    def skipped_days(self) -> set[date]:
+        return {
+            start + timedelta(days=i)
+            for start, end, _ in self.skipped for i in range((end - start).days + 1)
+        }
+
+
+def _folder_day(path: Path) -> date | None:
+    try:
+        return date.fromisoformat(path.name)
+    except ValueError:
+        return None
 
 
 def landing_range(paths: Paths) -> tuple[date, date]:
-    """First and last day that has any complete drop."""
-    days = [drop.day for drop in list_drops(paths.landing)]
+    """First and last day that has any complete drop (a broken marker counts: it is reported)."""
+    drops, broken = scan_drops(paths.landing)
+    days = [drop.day for drop in drops] + [
+        day for error in broken if (day := _folder_day(error.path)) is not None
+    ]
     if not days:
         raise RunError(
             f"no complete drops under {paths.landing}: run `churn-assets simulate` or "
@@ -58,23 +86,144 @@ def chunk_days(first: date, last: date, days_per_run: int) -> list[tuple[date, d
     return chunks
 
 
+def plan_run(
+    paths: Paths, partitions_def: dg.PartitionsDefinition, first: date, last: date
+) -> RunPlan:
+    """Split ``[first, last]`` into the ranges of days worth running and the days to skip.
+
+    Days outside the daily partitions are skipped (with the setting to change, or a hint that the
+    dates are in the future), and so is every day with a drop that breaks its marker's contract:
+    one bad drop stops only its own day, and the summary says which drop and what differs.
+    """
+    if last < first:
+        raise RunError(f"--through {last} is before --from {first}")
+    start = date.fromisoformat(partitions_def.get_first_partition_key())
+    end = date.fromisoformat(partitions_def.get_last_partition_key())
+    skipped: list[tuple[date, date, str]] = []
+    if first < start:
+        skipped.append((first, min(last, start - timedelta(days=1)),
+                        f"before the first daily partition {start}; set [partitions] start in "
+                        f"{paths.settings_file} to cover older data"))
+    if last > end:
+        skipped.append((max(first, end + timedelta(days=1)), last,
+                        f"after the last daily partition {end} (today): dates in the future are "
+                        "a clock or export error; fix the dates and import again"))
+    low, high = max(first, start), min(last, end)
+    bad: dict[date, list[str]] = {}
+    drops, broken = scan_drops(paths.landing)
+    for error in broken:
+        day = _folder_day(error.path)
+        if day is not None and low <= day <= high:
+            bad.setdefault(day, []).append(str(error))
+    for drop in drops:
+        if low <= drop.day <= high:
+            try:
+                verify_drop(drop)
+            except DropError as error:
+                bad.setdefault(drop.day, []).append(str(error))
+    skipped += [(day, day, "; ".join(reasons)) for day, reasons in sorted(bad.items())]
+    ranges: list[tuple[date, date]] = []
+    day = low
+    while day <= high:
+        if day not in bad:
+            if ranges and ranges[-1][1] == day - timedelta(days=1):
+                ranges[-1] = (ranges[-1][0], day)
+            else:
+                ranges.append((day, day))
+        day += timedelta(days=1)
+    return RunPlan(ranges, sorted(skipped))
+
+
+# Runs started by `churn-assets run` carry the process that executes them, so a later `run` can
+# tell a run whose process died (kill -9, a lost laptop lid) from one still going.
+PID_TAG = "churn_assets/pid"
+HOST_TAG = "churn_assets/host"
+
+
+def process_tags() -> dict[str, str]:
+    return {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
+
+
 @contextmanager
 def persistent_instance() -> Iterator[dg.DagsterInstance]:
     """$DAGSTER_HOME if set; else the repository's dagster.yaml (storage in .dagster/) when run
-    from the repository root; else a Dagster home under the data root."""
+    from the repository root; else a Dagster home under the data root.
+
+    Creating the SQLite storages is not safe from two processes at once (both create the schema
+    and one dies on an existing ``alembic_version`` table), so the first use is serialized by a
+    file lock; runs whose process died since are marked failed.
+    """
     if os.environ.get("DAGSTER_HOME"):
-        with dg.DagsterInstance.get() as instance:
+        home = Path(os.environ["DAGSTER_HOME"])
+        with _setup_lock(home):
+            instance = dg.DagsterInstance.get()
+            _touch_storages(instance)
+        with instance:
+            fail_dead_runs(instance)
             yield instance
         return
     cwd = Path.cwd()
     if (cwd / "dagster.yaml").exists():
         # The repository's dagster.yaml puts every store under .dagster/ (relative to here).
-        home = cwd
+        home, lock_dir = cwd, cwd / ".dagster"
     else:
-        home = Paths.from_env().home / "dagster"
-        home.mkdir(parents=True, exist_ok=True)
-    with dg.DagsterInstance.from_config(str(home)) as instance:
+        home = lock_dir = Paths.from_env().home / "dagster"
+    home.mkdir(parents=True, exist_ok=True)
+    with _setup_lock(lock_dir):
+        instance = dg.DagsterInstance.from_config(str(home))
+        _touch_storages(instance)
+    with instance:
+        fail_dead_runs(instance)
         yield instance
+
+
+@contextmanager
+def _setup_lock(home: Path) -> Iterator[None]:
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / ".churn-assets-setup.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _touch_storages(instance: dg.DagsterInstance) -> None:
+    """Create (or migrate) every storage now, under the lock, not lazily during a run."""
+    instance.get_runs(limit=1)
+    instance.all_instigator_state()
+    instance.fetch_materializations(dg.AssetKey("churn_assets_setup"), limit=1)
+
+
+def fail_dead_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Mark failed the runs this tool started on this machine whose process is gone.
+
+    Runs launched by the UI or the daemon are Dagster's run monitoring's to judge; ours run
+    in-process, so the process id in their tags says whether anyone is still executing them.
+    """
+    host = socket.gethostname()
+    active = [dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING,
+              dg.DagsterRunStatus.NOT_STARTED]
+    failed = []
+    for run in instance.get_runs(dg.RunsFilter(statuses=active, tags={HOST_TAG: host})):
+        pid = run.tags.get(PID_TAG)
+        if pid is None or not pid.isdigit() or _alive(int(pid)):
+            continue
+        instance.report_run_failed(
+            run, message=f"the process {pid} that executed this run is gone (killed or crashed); "
+            "marked failed by the next `churn-assets run`")
+        failed.append(run.run_id)
+    return failed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def run_range(
@@ -88,9 +237,11 @@ def run_range(
     log_level: str = "WARNING",
     job_name: str = DAILY_JOB,
     selection: list[dg.AssetKey] | None = None,
+    stop_on_failure: bool = True,
 ) -> list[ChunkResult]:
     """Run a job (``churn_daily`` by default) over ``[first, last]``, one single-run backfill per
-    chunk of days."""
+    chunk of days. A failed chunk raises ``RunError``, or with ``stop_on_failure=False`` is
+    recorded in its ``ChunkResult.error`` and the next chunk runs."""
     if last < first:
         raise RunError(f"--through {last} is before --from {first}")
     job = defs.resolve_job_def(job_name)
@@ -110,7 +261,8 @@ def run_range(
             instance=instance,
             # Progress is ours to print; the full event log is in the instance (and the UI).
             run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
-            tags={RANGE_START_TAG: start.isoformat(), RANGE_END_TAG: end.isoformat()},
+            tags={RANGE_START_TAG: start.isoformat(), RANGE_END_TAG: end.isoformat(),
+                  **process_tags()},
             asset_selection=selection,
             raise_on_error=False,
         )
@@ -126,17 +278,19 @@ def run_range(
                     f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name} "
                     f"({evaluation.severity.value}: {evaluation.description or 'see the UI'})"
                 )
-        results.append(chunk)
-        if on_chunk:
-            on_chunk(index, len(chunks), chunk)
         if not result.success:
             failure = result.get_run_failure_event()
             steps = ", ".join(result.get_failed_step_keys()) or "?"
-            raise RunError(
+            chunk.error = (
                 f"run {result.run_id} for {start}..{end} failed in step(s) {steps}"
                 + (f": {failure.message}" if failure else "")
                 + ". Open the run in the UI (`make ui`) for the full logs."
             )
+        results.append(chunk)
+        if on_chunk:
+            on_chunk(index, len(chunks), chunk)
+        if chunk.error and stop_on_failure:
+            raise RunError(chunk.error)
     return results
 
 
@@ -146,6 +300,7 @@ def run_once(defs: dg.Definitions, job_name: str, instance: dg.DagsterInstance,
     result = defs.resolve_job_def(job_name).execute_in_process(
         instance=instance,
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+        tags=process_tags(),
         raise_on_error=False,
     )
     if not result.success:

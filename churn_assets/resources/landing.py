@@ -9,7 +9,7 @@ import dagster as dg
 from pydantic import Field
 
 from churn_assets.ingest.bronze import BronzeBatch, ingest_drops
-from churn_assets.ingest.landing import Drop, find_drop, list_drops
+from churn_assets.ingest.landing import Drop, DropError, checked_drop, find_drop, list_drops
 
 
 class LandingZone(dg.ConfigurableResource):
@@ -24,13 +24,21 @@ class LandingZone(dg.ConfigurableResource):
     def drop(self, domain: str, day: date) -> Drop | None:
         return find_drop(self.path, domain, day)
 
+    def checked_drop(self, domain: str, day: date) -> tuple[Drop | None, list[str]]:
+        """The day's drop verified against its marker, and its unlisted files; ``DropError`` when
+        the marker or the files break the contract. Both engines' bronze call this."""
+        return checked_drop(self.path, domain, day)
+
     def drops(self, domain: str | None = None) -> list[Drop]:
         return list_drops(self.path, domain)
 
     def has_partial_drop(self, domain: str, day: date) -> bool:
         """A folder for the day exists but its marker does not: still being written."""
         folder = self.path / domain / day.isoformat()
-        return folder.is_dir() and self.drop(domain, day) is None
+        try:
+            return folder.is_dir() and self.drop(domain, day) is None
+        except DropError:
+            return False
 
     def ingest(self, domain: str, drops: list[Drop], ingested_at: datetime) -> BronzeBatch:
         """Parse the drops' files into bronze rows and quarantined rows (Polars, in process)."""

@@ -113,6 +113,19 @@ class TableStore(dg.ConfigurableResource, ABC):
         counted = frame.select(nw.len())
         return int((counted.collect() if isinstance(counted, nw.LazyFrame) else counted).item())
 
+    def count_rows_by_day(
+        self, table: str, window: DateWindow, partition_column: str = "partition_date"
+    ) -> dict[date, int]:
+        """Rows of ``table`` per day of ``window`` (days without rows are absent); 0 rows when
+        the table does not exist yet."""
+        if not self.exists(table):
+            return {}
+        frame = nw.from_native(self.read(table, window, partition_column, [partition_column]))
+        counted = frame.group_by(partition_column).agg(nw.len().alias("rows"))
+        if isinstance(counted, nw.LazyFrame):
+            counted = counted.collect()
+        return {_as_date(day): int(rows) for day, rows in counted.iter_rows()}
+
     @abstractmethod
     def location(self, table: str) -> str:
         """Where a person finds the table: a path locally, a catalog name on Databricks."""

@@ -43,7 +43,14 @@ from datetime import date, datetime, timedelta
 import numpy as np
 import polars as pl
 
-from churn_assets.ingest.landing import DOMAIN_FORMATS, SUFFIXES, find_drop, write_drop
+from churn_assets.ingest.landing import (
+    DOMAIN_FORMATS,
+    SIMULATOR,
+    SUFFIXES,
+    DropError,
+    find_drop,
+    write_drop,
+)
 from churn_assets.settings import DOMAINS, Paths
 from churn_assets.simulator import vocab as V
 from churn_assets.simulator.config import SimConfig
@@ -222,7 +229,7 @@ def _write_day(renderer: Renderer, paths: Paths, start: date, t: int, exports: l
             continue
         else:
             content = renderer.file(e.domain, e.flawed, e.columns, [])
-        write_drop(paths.landing, e.domain, day, {name: content})
+        write_drop(paths.landing, e.domain, day, {name: content}, source=SIMULATOR)
     _write_redrops(renderer, paths, start, due)
     hazard.write_parquet(paths.truth / "hazard" / f"{day.isoformat()}.parquet", statistics=False)
 
@@ -231,12 +238,17 @@ def _write_redrops(renderer: Renderer, paths: Paths, start: date, due: list[Expo
     for e in due:
         day = start + timedelta(days=e.t)
         content = renderer.file(e.domain, e.records, e.columns, e.broken)
-        write_drop(paths.landing, e.domain, day, {_file_name(e.domain, day): content})
+        write_drop(
+            paths.landing, e.domain, day, {_file_name(e.domain, day): content}, source=SIMULATOR
+        )
 
 
 def _holds(paths: Paths, domain: str, day: date, name: str, content: Callable[[], bytes]) -> bool:
     """Whether the landing zone already holds exactly ``content()`` (rendered only if needed)."""
-    drop = find_drop(paths.landing, domain, day)
+    try:
+        drop = find_drop(paths.landing, domain, day)
+    except DropError:
+        return False  # a broken marker: write the drop again
     if drop is None or drop.files != (name,):
         return False
     path = drop.path / name

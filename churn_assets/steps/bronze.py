@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from churn_assets import catalog
@@ -22,8 +22,10 @@ from churn_assets.ingest.bronze import (
     drop_bytes,
     empty_bronze,
     empty_quarantine,
+    shrinking_days,
 )
-from churn_assets.ingest.landing import Drop
+from churn_assets.ingest.landing import Drop, DropError
+from churn_assets.ingest.readers import LandingFileError
 from churn_assets.resources.store import DateWindow, TableStore
 
 if TYPE_CHECKING:
@@ -52,6 +54,11 @@ class BronzeLoad:
     quarantined_rows: int = 0
     quarantine_reasons: Counter[str] = field(default_factory=Counter)
     new_columns: set[str] = field(default_factory=set)
+    # Drop folder -> why it was refused (marker contract, unusable file, unannounced shrink);
+    # bronze keeps what it held for those days.
+    refused: dict[str, str] = field(default_factory=dict)
+    # Drop folder -> files its marker does not list (reported, not ingested).
+    unlisted: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def difference(self) -> int:
@@ -63,40 +70,85 @@ class BronzeLoad:
 
     @property
     def days_without_drop(self) -> int:
-        return len(self.window.days) - len(self.drops)
+        return len(self.window.days) - len(self.drops) - len(self.refused)
 
 
 def load_bronze(domain: str, window: DateWindow, store: TableStore, landing: LandingZone,
-                ingested_at: datetime, log=_log) -> BronzeLoad:
-    """Ingest ``domain``'s complete drops in ``window`` into its bronze and quarantine tables."""
+                ingested_at: datetime, log=_log, pii=None) -> BronzeLoad:
+    """Ingest ``domain``'s complete drops in ``window`` into its bronze and quarantine tables.
+
+    A drop that breaks its marker's contract, has a file that cannot be read at all, or has
+    fewer records than bronze holds for its day (unless its marker says the source shrank) is
+    refused on its own (``BronzeLoad.refused``); the other days are ingested. With ``pii`` (the
+    ``PiiKey`` resource), real drops are refused outright under the public local key
+    (``PiiKeyError``).
+    """
     table = catalog.bronze(domain).full_name
     quarantine_table = catalog.bronze_quarantine(domain).full_name
     load = BronzeLoad(domain, window)
+    by_day: dict = {}
     for day in window.days:
-        drop = landing.drop(domain, day)
+        try:
+            drop, extra = landing.checked_drop(domain, day)
+        except DropError as error:
+            load.refused[str(error.path)] = "; ".join(error.problems)
+            continue
         if drop is not None:
-            load.drops.append(drop)
+            by_day[day] = drop
+            if extra:
+                load.unlisted[str(drop.path)] = extra
         elif landing.has_partial_drop(domain, day):
             load.partial_days.append(day.isoformat())
     if load.partial_days:
         log.warning(f"{domain}: drops without a completion marker skipped: {load.partial_days}")
+    for folder, names in load.unlisted.items():
+        log.warning(f"{folder}: files not listed in its marker, not ingested: {names}")
+    if pii is not None:
+        pii.refuse_public_key_for(by_day.values())
 
-    by_day = {drop.day: drop for drop in load.drops}
+    def parse(days: list) -> list:
+        """Batches over contiguous ``days``; a drop with an unusable file (a truncated Parquet
+        file, say) is refused on its own and the other days are parsed without it."""
+        try:
+            return [(DateWindow(days[0], days[-1] + timedelta(days=1)),
+                     landing.ingest(domain, [by_day[d] for d in days], ingested_at))]
+        except LandingFileError as error:
+            if len(days) == 1:
+                load.refused[str(by_day[days[0]].path)] = str(error)
+                return []
+        return [part for day in days for part in parse([day])]
+
+    written_days: list = []
     sizes = {day: drop_bytes(drop) for day, drop in by_day.items()}
     for start, end in contiguous_runs(list(by_day), MAX_DAYS_PER_COMMIT, sizes,
                                       MAX_BYTES_PER_COMMIT):
-        run = DateWindow(start, end)
-        batch = landing.ingest(domain, [by_day[d] for d in run.days], ingested_at)
-        written = store.replace_window(
-            table, batch.rows, run, PARTITION_COLUMN, allow_new_columns=True
-        )
-        store.replace_window(quarantine_table, batch.quarantine, run, PARTITION_COLUMN)
-        load.new_columns.update(written.new_columns)
-        load.records_in_files += batch.records_in_files
-        load.quarantine_reasons.update(batch.quarantine_reasons)
-        quarantined = sum(batch.quarantine_reasons.values())
-        log.info(f"{domain} {run}: {batch.records_in_files - quarantined} rows, "
-                 f"{quarantined} quarantined")
+        batches = []
+        for run, batch in parse(DateWindow(start, end).days):
+            held = Counter(store.count_rows_by_day(table, run, PARTITION_COLUMN))
+            held.update(store.count_rows_by_day(quarantine_table, run, PARTITION_COLUMN))
+            refused = shrinking_days(batch.records_by_day, held, by_day)
+            if not refused:
+                batches.append((run, batch))
+                continue
+            for day, reason in refused.items():
+                load.refused[str(by_day[day].path)] = reason
+            # Rare: parse the remaining days again rather than filter frames per engine.
+            keep = [d for d in run.days if d not in refused]
+            for a, b in contiguous_runs(keep, MAX_DAYS_PER_COMMIT):
+                batches += parse(DateWindow(a, b).days)
+        for run, batch in batches:
+            written = store.replace_window(
+                table, batch.rows, run, PARTITION_COLUMN, allow_new_columns=True
+            )
+            store.replace_window(quarantine_table, batch.quarantine, run, PARTITION_COLUMN)
+            load.new_columns.update(written.new_columns)
+            load.records_in_files += batch.records_in_files
+            load.quarantine_reasons.update(batch.quarantine_reasons)
+            written_days.extend(run.days)
+            quarantined = sum(batch.quarantine_reasons.values())
+            log.info(f"{domain} {run}: {batch.records_in_files - quarantined} rows, "
+                     f"{quarantined} quarantined")
+    load.drops = [by_day[day] for day in sorted(written_days)]
     if not store.exists(table):
         # An absent domain still gets an (empty) table, so downstream reads find nothing, not an error.
         store.replace_window(table, empty_bronze(domain), window, PARTITION_COLUMN)
@@ -104,8 +156,10 @@ def load_bronze(domain: str, window: DateWindow, store: TableStore, landing: Lan
         store.replace_window(quarantine_table, empty_quarantine(), window, PARTITION_COLUMN)
 
     # Count what the tables hold now, not what we meant to write: the check covers the store too.
-    for start, end in contiguous_runs(sorted(by_day), len(window.days) or 1):
+    for start, end in contiguous_runs(sorted(written_days), len(window.days) or 1):
         run = DateWindow(start, end)
         load.bronze_rows += store.count_rows(table, run, PARTITION_COLUMN)
         load.quarantined_rows += store.count_rows(quarantine_table, run, PARTITION_COLUMN)
+    for folder, problem in load.refused.items():
+        log.error(f"{domain}: drop {folder} not ingested: {problem}")
     return load

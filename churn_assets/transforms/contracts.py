@@ -127,7 +127,9 @@ LINEAGE: dict[str, nw.dtypes.DType] = {
     "_row_number": nw.Int64(),
 }
 # Only customer imports bring attribute columns of their own (e.g. ``Country``); silver keeps
-# them as text after the contract's columns. Other domains' unknown columns are not carried.
+# those declared in settings.toml (``[customers] attributes``), typed, after the contract's
+# columns: an allow-list, so an export's ``contact_email`` never leaves bronze. Other domains'
+# unknown columns are not carried.
 KEEPS_EXTRA_COLUMNS: frozenset[str] = frozenset({"customers"})
 
 _DTYPES: dict[str, nw.dtypes.DType] = {
@@ -136,6 +138,14 @@ _DTYPES: dict[str, nw.dtypes.DType] = {
     "timestamp": nw.Datetime("us", "UTC"),
 }
 
+# An attribute's declared type (settings.toml) -> its silver kind, and that kind's silver type.
+ATTRIBUTE_KINDS: dict[str, str] = {
+    "text": "text", "category": "enum", "number": "float", "integer": "int",
+    "timestamp": "timestamp",
+}
+ATTRIBUTE_DTYPES: dict[str, nw.dtypes.DType] = {
+    kind: _DTYPES[kind] for kind in ATTRIBUTE_KINDS.values()
+}
 
 # ``event_date`` follows the event time, except for tickets, whose versions read naturally with
 # the date after the whole record (as in the contract document).

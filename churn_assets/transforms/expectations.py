@@ -17,6 +17,7 @@ from typing import Any
 import narwhals as nw
 
 from churn_assets.transforms.contracts import (
+    ATTRIBUTE_DTYPES,
     KEEPS_EXTRA_COLUMNS,
     LINEAGE,
     NATURAL_KEYS,
@@ -111,20 +112,24 @@ def values_in_range(domain: str, rows: Any) -> Outcome:
     )
 
 
-def schema_matches_contract(domain: str, rows: Any) -> Outcome:
-    """Columns and types as ``SILVER_SCHEMAS[domain]``, in order; a customer import's own
-    attribute columns may sit as text between the contract columns and the lineage."""
+def schema_matches_contract(
+    domain: str, rows: Any, attributes: dict[str, str] | None = None
+) -> Outcome:
+    """Columns and types as ``SILVER_SCHEMAS[domain]``, in order; the customer attributes
+    declared in settings (name -> kind) may sit between the contract columns and the lineage.
+    Any other column is unexpected: silver keeps personal data by allow-list."""
     _keys(domain)
     frame = _lazy(rows)
     actual = dict(frame.collect_schema())
     expected = SILVER_SCHEMAS[domain]
     on_spark = backend(frame) == "spark"
-    extras = [c for c in actual if c not in expected] if domain in KEEPS_EXTRA_COLUMNS else []
+    declared = (attributes or {}) if domain in KEEPS_EXTRA_COLUMNS else {}
+    extras = [c for c in actual if c not in expected and c in declared]
     missing = [c for c in expected if c not in actual]
     unexpected = [c for c in actual if c not in expected and c not in extras]
     wrong_type = [
         f"{c}: {actual[c]} (expected {want})"
-        for c, want in [*expected.items(), *[(e, nw.String()) for e in extras]]
+        for c, want in [*expected.items(), *[(e, ATTRIBUTE_DTYPES[declared[e]]) for e in extras]]
         if c in actual and not _same_type(actual[c], want, on_spark)
     ]
     order = [
@@ -145,7 +150,7 @@ def schema_matches_contract(domain: str, rows: Any) -> Outcome:
         f"silver.{domain} does not match its contract: " + "; ".join(problems)
         if problems
         else f"silver.{domain} has its contract's {len(expected)} columns and types"
-        + (f" plus {len(extras)} extra text column(s)" if extras else "")
+        + (f" plus {len(extras)} declared attribute column(s)" if extras else "")
     )
     return Outcome(
         passed=not problems,

@@ -22,7 +22,7 @@ import narwhals as nw
 
 from churn_assets.transforms import engine
 from churn_assets.transforms.contracts import (
-    DROPPED,
+    ATTRIBUTE_DTYPES,
     DUPLICATE_SCHEMA,
     EVENT_TIME,
     HASHED,
@@ -38,6 +38,7 @@ from churn_assets.transforms.contracts import (
     VALUE_RULES,
     Rule,
 )
+from churn_assets.transforms.personal import WITHHELD, looks_like_contact, shown
 
 BRONZE_PARTITION = "_drop_date"
 BRONZE_METADATA = ("_source_file", "_row_number", "_batch_id", "_ingested_at", BRONZE_PARTITION)
@@ -73,21 +74,27 @@ class SilverResult:
     duplicates: nw.LazyFrame | nw.DataFrame
 
 
-def clean(domain: str, bronze: Any, prior_keys: Any, pii_key: str) -> SilverResult:
+def clean(
+    domain: str, bronze: Any, prior_keys: Any, pii_key: str,
+    attributes: dict[str, str] | None = None,
+) -> SilverResult:
     """Type, validate, mask and deduplicate one window of ``domain``'s bronze rows.
 
     ``prior_keys`` holds the natural-key columns of silver partitions before the window (typed
     as in ``SILVER_SCHEMAS``; ``None`` or empty when there are none). ``pii_key`` keys the email
     and phone hashes: keep it secret and stable, or hashes stop joining across days.
+    ``attributes`` (customers only) are the extra columns silver keeps, by name, with their kind
+    (``text``, ``enum``, ``float``, ``int``, ``timestamp``); every other column stays in bronze.
     """
     if domain not in KINDS:
         raise ValueError(f"unknown domain {domain!r}; expected one of {', '.join(KINDS)}")
     if domain in HASHED and not pii_key:
         raise ValueError("pii_key is empty: personal data would be hashed without a secret")
     frame, eager = _lazy(bronze)
-    frame, extras = _conform(domain, frame)
-    frame = _type(domain, frame, extras)
-    frame = frame.with_columns(_reason(domain).alias("reason"))
+    frame, extras = _conform(domain, frame, attributes or {})
+    kinds = {**KINDS[domain], **extras}
+    frame = _type(frame, kinds)
+    frame = frame.with_columns(_reason(domain, kinds).alias("reason"))
     for source, target in HASHED.get(domain, {}).items():
         frame = engine.keyed_sha256(frame, source, pii_key, alias=target)
     frame = engine.utc_date(frame, EVENT_TIME[domain], "event_date")
@@ -99,7 +106,7 @@ def clean(domain: str, bronze: Any, prior_keys: Any, pii_key: str) -> SilverResu
     key_text = _natural_key_text(domain)
     rows = frame.filter(nw.col("__outcome") == "row").select(
         *[_cast(c, t) for c, t in SILVER_SCHEMAS[domain].items() if c not in LINEAGE],
-        *[_cast(c, nw.String()) for c in extras],
+        *[_cast(c, ATTRIBUTE_DTYPES[k]) for c, k in extras.items()],
         *[_cast(c, t) for c, t in LINEAGE.items()],
     )
     rejects = frame.filter(nw.col("__outcome") == "reject").select(
@@ -139,8 +146,11 @@ def _lazy(native: Any) -> tuple[nw.LazyFrame, bool]:
     return frame, False
 
 
-def _conform(domain: str, frame: nw.LazyFrame) -> tuple[nw.LazyFrame, list[str]]:
-    """Every contract column present (late columns as null text), lineage renamed and typed."""
+def _conform(
+    domain: str, frame: nw.LazyFrame, attributes: dict[str, str]
+) -> tuple[nw.LazyFrame, dict[str, str]]:
+    """Every contract column and declared attribute present (absent ones as null text), lineage
+    renamed and typed; any other column (an export's ``contact_email``) is left behind."""
     columns = frame.collect_schema().names()
     missing = [c for c in BRONZE_METADATA if c not in columns and c != "_ingested_at"]
     if missing:
@@ -148,10 +158,10 @@ def _conform(domain: str, frame: nw.LazyFrame) -> tuple[nw.LazyFrame, list[str]]
             f"{domain} bronze frame lacks the ingestion column(s) {', '.join(missing)}: "
             "pass rows of the bronze table, not raw landing files"
         )
-    known = {*KINDS[domain], *DROPPED.get(domain, ()), *BRONZE_METADATA, *SILVER_SCHEMAS[domain]}
-    extras = [c for c in columns if c not in known] if domain in KEEPS_EXTRA_COLUMNS else []
+    extras = dict(attributes) if domain in KEEPS_EXTRA_COLUMNS else {}
     frame = frame.with_columns(
-        *[nw.lit(None, dtype=nw.String()).alias(c) for c in KINDS[domain] if c not in columns],
+        *[nw.lit(None, dtype=nw.String()).alias(c) for c in [*KINDS[domain], *extras]
+          if c not in columns],
         nw.col(BRONZE_PARTITION).cast(nw.Date()).alias(PARTITION_COLUMN),
         nw.col("_row_number").cast(nw.Int64()),
     )
@@ -164,7 +174,7 @@ def _trimmed(column: str) -> nw.Expr:
     return nw.col(column).cast(nw.String()).str.strip_chars(WHITESPACE)
 
 
-def _type(domain: str, frame: nw.LazyFrame, extras: list[str]) -> nw.LazyFrame:
+def _type(frame: nw.LazyFrame, kinds: dict[str, str]) -> nw.LazyFrame:
     """Turn each contract column ``<c>`` into its silver value: conformed text, or a number or
     timestamp (null when the text does not parse). Kept for reasons and keys: ``__raw__<c>``,
     the trimmed text (null when empty), and ``__val__<c>``, the same without placeholders.
@@ -172,14 +182,10 @@ def _type(domain: str, frame: nw.LazyFrame, extras: list[str]) -> nw.LazyFrame:
     Each intermediate is a column, not a repeated sub-expression: on classic PySpark every
     expression node costs JVM round trips, so building a plan is the slow part of small windows.
     """
-    kinds = KINDS[domain]
-    frame = frame.with_columns(
-        *[_trimmed(c).alias(RAW + c) for c in kinds], *[_trimmed(c).alias(c) for c in extras]
-    )
+    frame = frame.with_columns(*[_trimmed(c).alias(RAW + c) for c in kinds])
     frame = frame.with_columns(
         *[nw.when(nw.col(RAW + c) != "").then(nw.col(RAW + c)).alias(RAW + c) for c in kinds],
         *[_without_placeholder(nw.col(RAW + c)).alias(VAL + c) for c in kinds],
-        *[_without_placeholder(nw.col(c)).alias(c) for c in extras],
     )
     conformed, parse_as = [], {}
     for c, kind in kinds.items():
@@ -243,23 +249,32 @@ def _message(*parts: str | nw.Expr) -> nw.Expr:
     )
 
 
-def _reason(domain: str) -> nw.Expr:
+def _reason(domain: str, kinds: dict[str, str]) -> nw.Expr:
     """Every problem of a row, joined by '; ' — null when there is none. Values are quoted as
-    delivered (the raw text, so both engines word it alike), except personal data."""
+    delivered (the raw text, so both engines word it alike), except anything that looks like
+    personal data, whichever column it is in."""
     checks: list[nw.Expr] = []
     required = set(REQUIRED[domain])
-    for c, kind in KINDS[domain].items():
+    for c, kind in kinds.items():
         raw, value, delivered = nw.col(RAW + c), nw.col(c), ~nw.col(VAL + c).is_null()
         if c in required:
             # Null or empty, or a placeholder such as 'N/A' that is worth showing.
             checks.append(
                 nw.when(raw.is_null()).then(nw.lit(f"{c} is missing"))
-                .when(~delivered).then(_message(f"{c} is missing ('", raw, "')"))
+                .when(~delivered).then(_message(f"{c} is missing ('", shown(raw), "')"))
             )
         if kind in WHAT:
             checks.append(
                 nw.when(delivered & value.is_null())
-                .then(_message(f"{c} '", raw, f"' is not {WHAT[kind]}"))
+                .then(_message(f"{c} '", shown(raw), f"' is not {WHAT[kind]}"))
+            )
+        elif kind in ("enum", "text"):
+            # A column shift puts an e-mail address into `segment`: not a category, and not
+            # something silver may keep or a reason may quote.
+            checks.append(
+                nw.when(delivered & looks_like_contact(raw))
+                .then(nw.lit(f"{c} holds what looks like an e-mail address or phone number "
+                             f"{WITHHELD}"))
             )
         elif kind in ("email", "phone"):
             shape = EMAIL_SHAPE if kind == "email" else PHONE_SHAPE
@@ -284,7 +299,8 @@ def _rule_check(column: str, rule: Rule) -> nw.Expr:
         label = f"{expected} {column}"
     if rule.allowed is not None:
         return nw.when(applies & ~value.is_in(list(rule.allowed))).then(
-            _message(f"{label} '", nw.col(RAW + column), f"' is not one of {', '.join(rule.allowed)}")
+            _message(f"{label} '", shown(nw.col(RAW + column)),
+                     f"' is not one of {', '.join(rule.allowed)}")
         )
     low, high = rule.minimum, rule.maximum
     if low is not None and high is not None:

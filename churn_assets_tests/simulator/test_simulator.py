@@ -47,10 +47,10 @@ def dirty(tmp_path_factory) -> tuple[Paths, SimSummary, list[tuple[str, date, in
     calls: list[tuple[str, date, int]] = []
     real = sim_run.write_drop
 
-    def recording(landing, domain, day, files):
+    def recording(landing, domain, day, files, **options):
         (content,) = files.values()
         calls.append((domain, day, _data_rows(domain, content)))
-        return real(landing, domain, day, files)
+        return real(landing, domain, day, files, **options)
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(sim_run, "write_drop", recording)

@@ -168,12 +168,18 @@ def test_a_frame_off_contract_fails(change, key, expected):
     assert outcome.metadata[key] == expected
 
 
-def test_customer_attribute_columns_are_allowed_as_text_before_the_lineage():
-    rows = silver("customers", customer(Country="France"))
-    assert ex.schema_matches_contract("customers", rows).passed
-    numeric = ex.schema_matches_contract("customers", rows.with_columns(pl.col("Country") == ""))
+def test_declared_customer_attributes_are_allowed_before_the_lineage():
+    declared = {"Country": "text"}
+    rows = clean("customers", bronze("customers", customer(Country="France")), None, "test-key",
+                 declared).rows.to_native()
+    assert ex.schema_matches_contract("customers", rows, declared).passed
+    undeclared = ex.schema_matches_contract("customers", rows)
+    assert not undeclared.passed and "Country" in undeclared.description
+    numeric = ex.schema_matches_contract(
+        "customers", rows.with_columns(pl.col("Country") == ""), declared)
     assert numeric.metadata["wrong_type"] == ["Country: Boolean (expected String)"]
-    late = ex.schema_matches_contract("customers", rows.select(pl.exclude("Country"), "Country"))
+    late = ex.schema_matches_contract(
+        "customers", rows.select(pl.exclude("Country"), "Country"), declared)
     assert (late.passed, late.metadata["in_order"]) == (False, False)
     assert ex.schema_matches_contract("payments", rows).metadata["missing"] == [
         c for c in SILVER_SCHEMAS["payments"] if c not in rows.columns

@@ -320,11 +320,30 @@ def test_personal_data_is_hashed_with_the_key_and_never_output():
     assert set(other["email_hash"]).isdisjoint(rows["email_hash"])
 
 
-def test_customer_import_attributes_are_kept_as_text():
-    rows, _, _ = run("customers", bronze("customers", customer(Country=" France ")))
-    assert rows["Country"].to_list() == ["France"]
-    assert rows.columns[-5:] == ["Country", "arrival_date", "_batch_id", "_source_file",
-                                 "_row_number"]
+def test_declared_customer_attributes_are_kept_typed_and_others_stay_in_bronze():
+    frame = bronze("customers", customer(Country=" France ", Tier=" Gold ", Visits="3",
+                                         contact_email="x@y.io"))
+    result = clean("customers", frame, None, KEY,
+                   {"Country": "text", "Tier": "enum", "Visits": "int", "Absent": "float"})
+    rows = result.rows.to_native()
+    assert rows.select("Country", "Tier", "Visits", "Absent").rows() == [("France", "gold", 3, None)]
+    assert rows.columns[-8:] == ["Country", "Tier", "Visits", "Absent", "arrival_date",
+                                 "_batch_id", "_source_file", "_row_number"]
+    assert "contact_email" not in rows.columns
+    # Not declared: nothing beyond the contract.
+    undeclared = clean("customers", frame, None, KEY).rows.to_native()
+    assert undeclared.columns[-5:] == ["event_date", "arrival_date", "_batch_id", "_source_file",
+                                       "_row_number"]
+
+
+def test_an_email_in_a_categorical_column_is_rejected_without_quoting_it():
+    frame = bronze("customers", customer(segment="jane.doe@example.com"),
+                   customer(customer_id="C00000002", status="+44 20 7946 0958"))
+    rows, rejects, _ = run("customers", frame)
+    assert rows.height == 0
+    reasons = " ".join(rejects["reason"].to_list())
+    assert "segment holds what looks like an e-mail address" in reasons
+    assert "jane.doe" not in reasons and "7946" not in reasons
 
 
 def test_lazy_in_lazy_out_and_eager_in_eager_out():

@@ -81,6 +81,7 @@ class SparkBronzeBatch:
     quarantine: DataFrame
     records_in_files: int = 0
     quarantine_reasons: Counter[str] = field(default_factory=Counter)
+    records_by_day: Counter = field(default_factory=Counter)
 
 
 def ingest_drops_spark(
@@ -152,11 +153,15 @@ def ingest_drops_spark(
     )
     quarantine = stamped.filter(F.col("_kind") == "quarantine").select(*QUARANTINE_SCHEMA)
     reasons = long.filter(F.col("_kind") == "quarantine").groupBy("reason").count().collect()
+    records_by_day: Counter = Counter()
+    for row in summary:
+        records_by_day[stamp_of[read[row["_source"]]][2]] += row["records"]
     return SparkBronzeBatch(
         rows=rows,
         quarantine=quarantine,
         records_in_files=sum(row["records"] for row in summary),
         quarantine_reasons=Counter({row["reason"]: row["count"] for row in reasons}),
+        records_by_day=records_by_day,
     )
 
 
