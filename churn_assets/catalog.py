@@ -280,13 +280,16 @@ SILVER_CHECKS: dict[str, tuple[bool, str]] = {
     "schema_matches_contract": (True, "Columns and types are exactly the written contract."),
     "reconciled_with_bronze": (
         True, "Every bronze row is a silver row, a rejected row or a duplicate, with counts."),
-    "reject_share": (True, "Few enough bronze rows were rejected (a broken export stops gold)."),
+    "reject_share": (True, "Few enough bronze rows were rejected each day (a broken export "
+                     "stops gold; a share above the tolerance without proof only warns)."),
     "event_time_not_after_arrival": (
         True, "No event is dated after the day it arrived (beyond the allowed clock skew)."),
     "references_known_customers": (
-        True, "Rows name customers known to silver.customers (a few orphans only warn)."),
+        True, "Each day's rows name customers already in silver.customers (a few orphans only "
+        "warn)."),
     "refunds_reference_orders": (False, "Refunds name an order known to silver (warns)."),
-    "volume_vs_trailing_mean": (False, "Rows per day stay near the trailing 7-day mean (warns)."),
+    "volume_vs_trailing_mean": (
+        False, "Each day's rows stay near its trailing 7-day mean (warns)."),
 }
 # Checks that apply to some domains only (the rest apply to every domain).
 SILVER_CHECKS_ONLY_FOR: dict[str, set[str]] = {

@@ -414,10 +414,15 @@ def _train(defs, instance) -> bool:
             print(f"  cltv_model fitted on {meta['fitted_on']}; latest window: predicted "
                   f"{meta.get('eval_total_predicted')} vs actual {meta.get('eval_total_actual')}"
                   f", Spearman {meta.get('eval_spearman')}")
+    from churn_assets.assets.model import GATE_CHECK
+
+    for evaluation in result.get_asset_check_evaluations():
+        if evaluation.check_name == GATE_CHECK and not evaluation.passed:
+            print(f"  the gate refused the challenger: {evaluation.description}")
     champion = defs.resources["mlflow"].champion_version()
     if champion is None:
         print("  no champion model yet, so nothing is scored: the first model must reach "
-              "[model] auc_floor in settings.toml (see the gate's reasons above)")
+              "[model] auc_floor in settings.toml (the gate's reasons are above)")
     return champion is not None
 
 

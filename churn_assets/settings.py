@@ -149,7 +149,15 @@ class CheckSettings(_Section):
     # customers in two and poisons features.
     max_orphan_share: float = Field(
         0.10, ge=0, le=1,
-        description="Share of rows naming an unknown customer that only warns; above it, stops.",
+        description="Share of a day's customers named by rows but not (yet) in silver.customers "
+        "that is tolerated; above it warns, and stops gold when proven (see min_bad_rows).",
+    )
+    # A share judged on a handful of rows is noise (1 orphan of 6 is 17 %): a share check blocks
+    # only when its 95 % interval lies above the tolerance and this many rows are bad.
+    min_bad_rows: int = Field(
+        10, ge=1,
+        description="Fewest bad rows (rejected rows; orphan customers) in a day before a share "
+        "check (reject_share, references_known_customers) may stop gold; fewer only warn.",
     )
     max_days_ahead: int = Field(
         1, ge=0, le=7,

@@ -35,15 +35,21 @@ def markdown_preview(frame, rows: int = 5, columns: int = 12) -> str:
     return "\n".join(lines)
 
 
-def outcome_result(asset_key: dg.AssetKey, name: str, outcome) -> dg.AssetCheckResult:
-    """An ``expectations.Outcome`` as a check result with its description and metadata."""
+def outcome_result(asset_key: dg.AssetKey, name: str, outcome,
+                   partition_window: str | None = None) -> dg.AssetCheckResult:
+    """An ``expectations.Outcome`` as a check result with its description and metadata;
+    ``partition_window`` ("first..last" day) names the partitions it judged."""
+    metadata = {k: _metadata_value(v) for k, v in outcome.metadata.items()}
+    if partition_window is not None:
+        metadata["partition_window"] = partition_window
     return dg.AssetCheckResult(
         asset_key=asset_key,
         check_name=name,
         passed=outcome.passed,
         severity=dg.AssetCheckSeverity[outcome.severity],
-        description=mask_text(outcome.description) if outcome.description else None,
-        metadata={k: _metadata_value(v) for k, v in outcome.metadata.items()},
+        description=mask_text((f"[{partition_window}] " if partition_window else "")
+                              + outcome.description) if outcome.description else None,
+        metadata=metadata,
     )
 
 

@@ -282,9 +282,8 @@ def run_range(
             failure = result.get_run_failure_event()
             steps = ", ".join(result.get_failed_step_keys()) or "?"
             chunk.error = (
-                f"run {result.run_id} for {start}..{end} failed in step(s) {steps}"
-                + (f": {failure.message}" if failure else "")
-                + ". Open the run in the UI (`make ui`) for the full logs."
+                f"run {result.run_id} for {start}..{end} failed in step(s) {steps}: "
+                f"{_failure_reason(failure)}. Open the run in the UI (`make ui`) for the full logs."
             )
         results.append(chunk)
         if on_chunk:
@@ -292,6 +291,16 @@ def run_range(
         if chunk.error and stop_on_failure:
             raise RunError(chunk.error)
     return results
+
+
+def _failure_reason(failure: dg.DagsterEvent | None) -> str:
+    """The run failure's own error (e.g. which blocking check failed where), else its message."""
+    if failure is None:
+        return "see the run in the UI"
+    error = getattr(failure.event_specific_data, "error", None)
+    if error is not None and error.message:
+        return error.message.strip().removeprefix("dagster._core.definitions.events.Failure: ")
+    return failure.message or "see the run in the UI"
 
 
 def run_once(defs: dg.Definitions, job_name: str, instance: dg.DagsterInstance,

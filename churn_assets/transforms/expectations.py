@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import narwhals as nw
@@ -164,42 +164,51 @@ def schema_matches_contract(
 
 
 def references_known_customers(
-    domain: str, rows: Any, known_customer_ids: Any, *, max_orphan_share: float = 0.01
+    domain: str, rows: Any, known_customers: Any, *, max_orphan_share: float = 0.01,
+    min_bad_rows: int = 10,
 ) -> Outcome:
-    """Rows whose ``customer_id`` is not (yet) in silver.customers. A few are normal (a
-    customer export running a day behind); many mean broken ids."""
+    """Customers named by rows whose ``customer_id`` had not arrived in silver.customers by the
+    row's own arrival day, as a share of the customers named that day (each (day, customer) once).
+    A few are normal (a customer export running a day behind); many mean broken ids.
+
+    ``known_customers`` has ``customer_id`` and the ``arrival_date`` of each version: a customer
+    is known on day D from the first day one of its versions arrived. Judging each day against
+    what was known that day (not at the window's end) and each day on its own evidence
+    (``share_by_day``) makes the verdict the same whatever window a run covers.
+    """
     _keys(domain)
     if domain == "customers":
         return Outcome(True, WARN, "silver.customers references no other table", {})
     frame = _lazy(rows)
-    known = _on_engine_of(_lazy(known_customer_ids), frame).select("customer_id").unique()
-    orphans = (
-        frame.join(known, on="customer_id", how="anti")
-        .group_by("customer_id")
-        .agg(nw.len().alias("__rows"))
+    known = (
+        frame.select("customer_id", PARTITION_COLUMN).head(0) if known_customers is None
+        else _on_engine_of(_lazy(known_customers), frame, ["customer_id", PARTITION_COLUMN])
     )
-    (total,) = _counts(frame, nw.len())
+    known = (
+        known
+        .group_by("customer_id")
+        .agg(nw.col(PARTITION_COLUMN).min().alias("__known_from"))
+    )
+    flagged = frame.join(known, on="customer_id", how="left").with_columns(
+        (nw.col("__known_from").is_null()
+         | (nw.col("__known_from") > nw.col(PARTITION_COLUMN))).alias("__orphan")
+    )
+    # The unit of evidence is the customer, not the row: one late customer export leaves all
+    # of that customer's rows orphaned, which says little about the ids of the others.
+    referenced = flagged.group_by(PARTITION_COLUMN, "customer_id").agg(
+        nw.col("__orphan").max().alias("__orphan"), nw.len().alias("__rows"))
+    per_day = _per_day(referenced, _count(nw.col("__orphan")))
+    orphans = referenced.filter(nw.col("__orphan"))
     orphan_rows, orphan_customers = _counts(orphans, nw.col("__rows").sum(), nw.len())
-    share = orphan_rows / total if total else 0.0
     examples = (
         _examples(orphans.filter(~nw.col("customer_id").is_null()), ["customer_id"])
-        if orphan_rows
-        else []
+        if orphan_customers else []
     )
-    metadata: dict[str, object] = {
-        "orphan_rows": orphan_rows, "orphan_customers": orphan_customers,
-        "orphan_share": round(share, 6), "examples": examples,
-    }
-    severity = WARN if share <= max_orphan_share else ERROR
-    if not orphan_rows:
-        return Outcome(True, severity, f"All {total} silver.{domain} rows reference known "
-                       "customers", metadata)
-    return Outcome(
-        False, severity,
-        f"{orphan_rows} of {total} silver.{domain} rows ({share:.1%}; tolerated "
-        f"{max_orphan_share:.1%}) reference {orphan_customers} customer(s) not in "
-        f"silver.customers (e.g. {_list(examples)})",
-        metadata,
+    return share_by_day(
+        per_day, threshold=max_orphan_share, min_bad_rows=min_bad_rows,
+        what=f"customers named by silver.{domain} rows were not yet in silver.customers",
+        extra={"orphan_rows": orphan_rows, "examples": examples},
+        example_text=f"e.g. {_list(examples)}" if examples else "",
     )
 
 
@@ -281,6 +290,35 @@ def volume_vs_trailing_mean(
     )
 
 
+def volume_by_day(
+    rows_per_day: dict[date, int], days: Sequence[date], first_day: date, *,
+    tolerance: float = 0.5, history_days: int = 7,
+) -> Outcome:
+    """``volume_vs_trailing_mean`` for every day of a window, each against its own trailing
+    days (``rows_per_day`` must cover them): the verdict does not depend on the run's window."""
+    outcomes = {}
+    for day in days:
+        previous = [rows_per_day.get(day - timedelta(days=k), 0)
+                    for k in range(1, history_days + 1) if day - timedelta(days=k) >= first_day]
+        outcomes[day] = volume_vs_trailing_mean(rows_per_day.get(day, 0), previous,
+                                                tolerance=tolerance)
+    outside = [day for day in days if not outcomes[day].passed]
+    metadata: dict[str, object] = {
+        "days_judged": len(days),
+        "days_outside": {day.isoformat(): outcomes[day].metadata for day in outside},
+    }
+    if days:
+        metadata.update(outcomes[days[-1]].metadata)  # the latest day, for the UI's plots
+    if not outside:
+        last = outcomes[days[-1]].description if days else "no days"
+        return Outcome(True, WARN, f"every day within ±{tolerance:.0%} of its trailing mean "
+                       f"(latest: {last})", metadata)
+    listed = "; ".join(f"{day}: {outcomes[day].description}" for day in outside[:3])
+    more = f"; and {len(outside) - 3} more" if len(outside) > 3 else ""
+    return Outcome(False, WARN, f"{len(outside)} day(s) outside ±{tolerance:.0%} of their "
+                   f"trailing mean: {listed}{more}", metadata)
+
+
 def reconciled_with_bronze(bronze_rows: int, silver_rows: int, rejected: int,
                            duplicates: int) -> Outcome:
     """Every bronze row of the window lands in exactly one of silver, rejects, duplicates."""
@@ -297,21 +335,124 @@ def reconciled_with_bronze(bronze_rows: int, silver_rows: int, rejected: int,
                    f"row(s) {lost}; rerun the window", metadata)
 
 
-def reject_share(rejected: int, bronze_rows: int, *, max_share: float = 0.05) -> Outcome:
+def reject_share(per_day: dict[date, tuple[int, int]], *, max_share: float = 0.05,
+                 min_bad_rows: int = 10) -> Outcome:
     """Many rejects at once point at a broken export (say, every amount with a decimal comma)
-    rather than at a few bad rows."""
-    share = rejected / bronze_rows if bronze_rows else 0.0
+    rather than at a few bad rows. ``per_day`` maps each arrival day to (rejected, bronze rows)."""
+    return share_by_day(
+        per_day, threshold=max_share, min_bad_rows=min_bad_rows,
+        what="bronze rows rejected",
+        advice="check the export's format before rerunning; the reasons are in the "
+        "exceptions table",
+    )
+
+
+# 95 % two-sided normal quantile, for the Wilson score interval.
+Z95 = 1.959963984540054
+
+
+def wilson_interval(bad: int, total: int, z: float = Z95) -> tuple[float, float]:
+    """The Wilson score interval of the share ``bad / total`` (``(0, 1)`` for no rows).
+
+    Unlike the normal approximation it stays inside [0, 1] and is honest for a handful of rows,
+    which is what a one-day window of a small domain is.
+    """
+    if total <= 0:
+        return 0.0, 1.0
+    p = bad / total
+    denominator = 1 + z * z / total
+    centre = (p + z * z / (2 * total)) / denominator
+    half = z * ((p * (1 - p) / total + z * z / (4 * total * total)) ** 0.5) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def share_verdict(bad: int, total: int, *, threshold: float, min_bad_rows: int) -> str:
+    """``"pass"`` within tolerance; ``"block"`` only when the evidence says the true share is
+    above ``threshold`` (the Wilson interval's lower end is above it) and at least
+    ``min_bad_rows`` rows are bad; otherwise ``"warn"``: above the tolerance, not proven."""
+    if total == 0 or bad / total <= threshold:
+        return "pass"
+    low, _ = wilson_interval(bad, total)
+    return "block" if bad >= min_bad_rows and low > threshold else "warn"
+
+
+def share_by_day(
+    per_day: dict[date, tuple[int, int]], *, threshold: float, min_bad_rows: int, what: str,
+    advice: str = "", extra: dict[str, object] | None = None, example_text: str = "",
+) -> Outcome:
+    """A share threshold judged day by day (each day is a partition; a window's verdict is its
+    worst day's), so 1, 3 or 31-day runs over the same days conclude the same.
+
+    Passed when every day is within tolerance; WARN when some day is above it without proof;
+    ERROR (blocking) when some day's share is proven above it. The metadata names the window,
+    the totals, and every day above the tolerance with its counts and interval.
+    """
+    days = sorted(per_day)
+    judged = {}
+    for day in days:
+        bad, total = per_day[day]
+        low, high = wilson_interval(bad, total)
+        judged[day] = (share_verdict(bad, total, threshold=threshold,
+                                     min_bad_rows=min_bad_rows), bad, total, low, high)
+    bad_total = sum(b for b, _ in per_day.values())
+    rows_total = sum(t for _, t in per_day.values())
+    above = [day for day in days if judged[day][0] != "pass"]
+    blocking = [day for day in days if judged[day][0] == "block"]
+    window = f"{days[0]}..{days[-1]}" if days else "no rows"
     metadata: dict[str, object] = {
-        "rejected": rejected, "bronze_rows": bronze_rows, "share": round(share, 6),
+        "days_with_rows": window,
+        "bad_rows": bad_total,
+        "rows": rows_total,
+        "share": round(bad_total / rows_total, 6) if rows_total else 0.0,
+        "tolerated_share": threshold,
+        "min_bad_rows": min_bad_rows,
+        "days_judged": len(days),
+        "days_above_tolerance": {
+            day.isoformat(): {
+                "verdict": judged[day][0], "bad": judged[day][1], "rows": judged[day][2],
+                "share": round(judged[day][1] / judged[day][2], 6),
+                "interval_95": [round(judged[day][3], 6), round(judged[day][4], 6)],
+            }
+            for day in above
+        },
+        **(extra or {}),
     }
-    passed = share <= max_share
-    description = f"{rejected} of {bronze_rows} bronze rows rejected ({share:.1%}"
-    if passed:
-        return Outcome(True, ERROR, description + f", at most {max_share:.1%} tolerated)",
-                       metadata)
-    return Outcome(False, ERROR, description + f", more than {max_share:.1%}): check the "
-                   "export's format before rerunning; the reasons are in the rejects table",
-                   metadata)
+    if not above:
+        share = bad_total / rows_total if rows_total else 0.0
+        return Outcome(True, WARN, f"{window}: {bad_total} of {rows_total} {what} ({share:.1%}; "
+                       f"every day within the tolerated {threshold:.1%})", metadata)
+    worst = blocking or above
+
+    def day_text(day: date) -> str:
+        _, bad, total, low, high = judged[day]
+        return (f"{day} {bad} of {total} ({bad / total:.1%}, 95% interval "
+                f"{low:.1%}-{high:.1%})")
+
+    listed = "; ".join(day_text(day) for day in worst[:3]) + (
+        f"; and {len(worst) - 3} more day(s)" if len(worst) > 3 else "")
+    if blocking:
+        description = (f"{what} above the tolerated {threshold:.1%} beyond doubt on "
+                       f"{len(blocking)} day(s): {listed}")
+    else:
+        description = (f"{what} above the tolerated {threshold:.1%} on {len(above)} day(s), "
+                       f"too few rows to be sure (blocks at {min_bad_rows}+ bad rows with the "
+                       f"interval above the tolerance): {listed}")
+    tail = "; ".join(part for part in (example_text, advice if blocking else "") if part)
+    return Outcome(False, ERROR if blocking else WARN,
+                   description + (f" ({tail})" if tail else ""), metadata)
+
+
+def _per_day(frame: nw.LazyFrame, bad: nw.Expr) -> dict[date, tuple[int, int]]:
+    """(bad rows, rows) per arrival day of a frame with an arrival_date."""
+    counts = (
+        frame.group_by(PARTITION_COLUMN)
+        .agg(bad.alias("__bad"), nw.len().alias("__rows"))
+        .collect()
+    )
+    return {
+        (d.date() if isinstance(d, datetime) else d): (int(b or 0), int(n))
+        for d, b, n in counts.rows()
+    }
 
 
 def _keys(domain: str) -> tuple[str, ...]:
@@ -326,12 +467,13 @@ def _lazy(native: Any) -> nw.LazyFrame:
 
 
 def _on_engine_of(frame: nw.LazyFrame, like: nw.LazyFrame,
-                  column: str = "customer_id") -> nw.LazyFrame:
+                  columns: str | Sequence[str] = "customer_id") -> nw.LazyFrame:
     """Known ids may come from another engine than the rows (an eager Polars frame next to a
-    Spark window): bring them over rather than fail (one small column)."""
+    Spark window): bring them over rather than fail (a few small columns)."""
+    columns = [columns] if isinstance(columns, str) else list(columns)
     if frame.implementation == like.implementation:
-        return frame
-    arrow = frame.select(column).collect(backend="pyarrow").to_arrow()
+        return frame.select(*columns)
+    arrow = frame.select(*columns).collect(backend="pyarrow").to_arrow()
     if backend(like) == "spark":
         return nw.from_native(like.to_native().sparkSession.createDataFrame(arrow))
     return nw.from_native(arrow).lazy(backend="polars")

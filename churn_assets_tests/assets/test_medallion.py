@@ -290,3 +290,72 @@ def test_gold_has_a_freshness_policy_and_a_deadline_check_outside_the_daily_job(
     assert not any("freshness" in name for name in ran)
     sensors = {s.name: s for s in defs.sensors}
     assert sensors["freshness_checks_sensor"].default_status == dg.DefaultSensorStatus.RUNNING
+
+
+DAY_JUDGED = {"reject_share": "days_above_tolerance",
+              "references_known_customers": "days_above_tolerance",
+              "volume_vs_trailing_mean": "days_outside"}
+
+
+def day_verdicts(results, through: date) -> set[tuple]:
+    """(asset, check, day, verdict) of the day-judged checks, from the check results' metadata."""
+    found = set()
+    for result in results:
+        for evaluation in result.get_asset_check_evaluations():
+            field = DAY_JUDGED.get(evaluation.check_name)
+            if field is None:
+                continue
+            for day, detail in evaluation.metadata[field].value.items():
+                if date.fromisoformat(day) <= through:
+                    found.add((evaluation.asset_key.to_user_string(), evaluation.check_name, day,
+                               detail.get("verdict", "warn")))
+    return found
+
+
+def failed_checks(results) -> set[tuple]:
+    return {(e.asset_key.to_user_string(), e.check_name, e.severity.value)
+            for r in results for e in r.get_asset_check_evaluations() if not e.passed}
+
+
+def test_runs_of_1_3_7_days_reach_the_verdicts_and_tables_of_one_long_run(
+        world, dirty_world_template, tmp_path):
+    """What the UI does (backfills of a few days) and what the CLI does (31-day chunks) must
+    agree: checks judge each day on its own evidence, and tables do not depend on the window."""
+    long_paths, long_run, _ = world
+    through = WORLD_START + timedelta(days=6)
+    tables = [f"{layer}.{name}" for domain in DOMAINS
+              for layer, name in (("silver", domain), ("silver", f"{domain}_exceptions"))]
+    tables += ["gold.customer_features", "gold.customer_state"]
+
+    def snapshot(paths):
+        out = {}
+        for name in tables:
+            frame = table(paths, name)
+            column = "snapshot_date" if name.startswith("gold") else "arrival_date"
+            frame = frame.filter(pl.col(column) <= through)
+            out[name] = frame.sort(frame.columns)
+        return out
+
+    expected = snapshot(long_paths)
+    long_days = day_verdicts([long_run], through)
+    assert long_days, "the dirty world should give the day-judged checks something to report"
+    # Days 1-3 one at a time, 4-6 as one 3-day run, 7 alone; then all 7 in one run; the long
+    # run is the module's 16-day run (the CLI's chunks are 31 days).
+    plans = {"1+3-day runs": [(0, 0), (1, 1), (2, 2), (3, 5), (6, 6)], "one 7-day run": [(0, 6)]}
+    verdicts = []
+    for label, plan in plans.items():
+        home = tmp_path / label.replace(" ", "_")
+        shutil.copytree(dirty_world_template, home)
+        paths = with_short_horizon(Paths(home))
+        with dg.instance_for_test() as instance:
+            results = [materialize_range(paths, WORLD_START + timedelta(days=a),
+                                         WORLD_START + timedelta(days=b), instance)
+                       for a, b in plan]
+        assert all(r.success for r in results), label
+        assert day_verdicts(results, through) == long_days, label
+        verdicts.append(failed_checks(results))
+        got = snapshot(paths)
+        for name in tables:
+            assert_frame_equal(got[name], expected[name], check_exact=False, rel_tol=1e-9)
+    # Checks judged on whole windows (a row dated ahead, say) fail in some run of both plans.
+    assert verdicts[0] == verdicts[1]

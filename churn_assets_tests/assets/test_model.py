@@ -118,6 +118,15 @@ def test_a_challenger_below_the_floor_is_refused_and_the_champion_stays(world, i
     assert champion_version(world) == "1"
 
 
+def test_the_cli_prints_why_the_gate_refused_a_model(world, instance, capsys):
+    from churn_assets.cli import _train
+
+    world.settings_file.write_text(settings_toml(0.999))
+    assert _train(build_definitions(world), instance) is False  # no champion: nothing scores
+    out = capsys.readouterr().out
+    assert "the gate refused the challenger:" in out and "< auc_floor 0.9990" in out
+
+
 def test_training_refuses_after_a_failed_blocking_check(world, instance):
     day = START + timedelta(days=DAYS - 2)
     drop = find_drop(world.landing, "payments", day)

@@ -64,7 +64,8 @@ CLEAN = {"payments": payments, "customers": customers, "tickets": tickets, "even
 
 
 def known_ids() -> pl.DataFrame:
-    return customers().select("customer_id")
+    """Customer ids and the day each version arrived (a customer is known from its first)."""
+    return customers().select("customer_id", "arrival_date")
 
 
 def where(column: str, key: str, value, key_column: str = "transaction_id") -> pl.Expr:
@@ -186,19 +187,71 @@ def test_declared_customer_attributes_are_allowed_before_the_lineage():
     ]
 
 
-def test_orphan_customers_fail_by_share():
+def test_orphan_customers_are_judged_on_evidence():
     rows = payments().with_columns(where("customer_id", "T4", pl.lit("C00000099")))
+    # 1 orphan customer of the 3 named is above 1 % but proves nothing: it warns.
     outcome = ex.references_known_customers("payments", rows, known_ids())
-    assert (outcome.passed, outcome.severity) == (False, "ERROR")  # 1 of 4 > 1 %
-    assert outcome.metadata == {"orphan_rows": 1, "orphan_customers": 1, "orphan_share": 0.25,
-                                "examples": ["C00000099"]}
-    assert "C00000099" in outcome.description
+    assert (outcome.passed, outcome.severity) == (False, "WARN")
+    assert outcome.metadata["bad_rows"] == 1 and outcome.metadata["rows"] == 3
+    assert outcome.metadata["orphan_rows"] == 1
+    assert outcome.metadata["examples"] == ["C00000099"]
+    assert outcome.metadata["days_above_tolerance"]["2026-01-22"]["verdict"] == "warn"
+    assert "C00000099" in outcome.description and "too few rows" in outcome.description
+    # Within tolerance is a pass, with the numbers in the metadata.
     tolerated = ex.references_known_customers("payments", rows, known_ids(),
-                                              max_orphan_share=0.25)
-    assert (tolerated.passed, tolerated.severity) == (False, "WARN")
+                                              max_orphan_share=0.34)
+    assert tolerated.passed and tolerated.metadata["share"] == 0.333333
+    # Enough orphans to be sure stop gold.
+    many = pl.concat([rows] * 10).with_columns(
+        pl.format("T{}", pl.int_range(pl.len())).alias("transaction_id"),
+        pl.format("C9{}", pl.int_range(pl.len())).alias("customer_id"))
+    proven = ex.references_known_customers("payments", many, known_ids(), min_bad_rows=10)
+    assert (proven.passed, proven.severity) == (False, "ERROR")
     # Known ids may be lazy, and customers reference nothing.
     assert ex.references_known_customers("payments", rows, known_ids().lazy()) == outcome
     assert ex.references_known_customers("customers", customers(), known_ids().head(0)).passed
+
+
+def test_a_customer_counts_as_known_from_the_day_it_arrived():
+    rows = payments()
+    arrives_later = known_ids().with_columns(
+        pl.when(pl.col("customer_id") == "C00000003").then(pl.lit(DAY + timedelta(days=1)))
+        .otherwise(pl.col("arrival_date")).alias("arrival_date"))
+    outcome = ex.references_known_customers("payments", rows, arrives_later,
+                                            max_orphan_share=0.0)
+    assert outcome.metadata["bad_rows"] == 1 and outcome.metadata["examples"] == ["C00000003"]
+    assert ex.references_known_customers("payments", rows, None).metadata["bad_rows"] == 3
+
+
+def test_wilson_interval_and_the_share_verdict():
+    low, high = ex.wilson_interval(1, 6)
+    assert 0.02 < low < 0.04 and 0.55 < high < 0.59  # 1 of 6: anything from 3 % to 56 %
+    assert ex.wilson_interval(0, 0) == (0.0, 1.0)
+    rules = {"threshold": 0.10, "min_bad_rows": 10}
+    assert ex.share_verdict(1, 6, **rules) == "warn"        # the UI backfill that failed
+    assert ex.share_verdict(2, 11, **rules) == "warn"
+    assert ex.share_verdict(4, 24, **rules) == "warn"
+    assert ex.share_verdict(4, 636, **rules) == "pass"      # within tolerance is a pass
+    assert ex.share_verdict(9_000, 10_000, **rules) == "block"  # a broken export
+    assert ex.share_verdict(9, 9, **rules) == "warn"        # proven, but fewer than 10 rows
+    assert ex.share_verdict(110, 1_000, **rules) == "warn"  # 11 %: interval reaches below 10 %
+    assert ex.share_verdict(200, 1_000, **rules) == "block"
+
+
+def test_share_checks_judge_each_day_so_the_window_does_not_matter():
+    day = DAY
+    per_day = {day + timedelta(days=i): (1, 6) for i in range(5)}
+    per_day[day + timedelta(days=5)] = (500, 1000)  # a broken export on one day
+    whole = ex.reject_share(per_day, max_share=0.1)
+    assert (whole.passed, whole.severity) == (False, "ERROR")
+    assert list(whole.metadata["days_above_tolerance"]) == [
+        (day + timedelta(days=i)).isoformat() for i in range(6)]
+    assert str(day + timedelta(days=5)) in whole.description
+    # Day by day: the same days above the tolerance, the same verdict on each.
+    singles = {d: ex.reject_share({d: n}, max_share=0.1) for d, n in per_day.items()}
+    assert [o.severity for o in singles.values()] == ["WARN"] * 5 + ["ERROR"]
+    merged = {k: v for o in singles.values() for k, v in o.metadata["days_above_tolerance"].items()}
+    assert merged == whole.metadata["days_above_tolerance"]
 
 
 def test_refunds_of_unknown_orders_warn_and_name_the_refund():
@@ -262,14 +315,26 @@ def test_bronze_reconciles_with_silver_rejects_and_duplicates():
 
 def test_a_broken_export_rejects_too_many_rows():
     frame = bronze("payments", *[
-        payment(transaction_id=f"T{i}", amount=f"{i},50") for i in range(1, 4)  # decimal commas
-    ], payment(transaction_id="T9"))
+        payment(transaction_id=f"T{i}", amount=f"{i},50") for i in range(1, 13)  # decimal commas
+    ], payment(transaction_id="T99"))
     rejected = len(clean("payments", frame, None, "test-key").rejects.to_native())
-    outcome = ex.reject_share(rejected, frame.height)
+    outcome = ex.reject_share({DAY: (rejected, frame.height)})
     assert (outcome.passed, outcome.severity) == (False, "ERROR")
-    assert outcome.metadata == {"rejected": 3, "bronze_rows": 4, "share": 0.75}
-    assert ex.reject_share(1, 20).passed and not ex.reject_share(2, 20, max_share=0.05).passed
-    assert ex.reject_share(0, 0).passed
+    assert (outcome.metadata["bad_rows"], outcome.metadata["rows"]) == (12, 13)
+    assert "check the export's format" in outcome.description
+    assert ex.reject_share({DAY: (1, 20)}).passed
+    assert not ex.reject_share({DAY: (2, 20)}, max_share=0.05).passed
+    assert ex.reject_share({}).passed and ex.reject_share({DAY: (0, 0)}).passed
+
+
+def test_volume_is_judged_for_every_day_of_the_window():
+    days = [DAY + timedelta(days=i) for i in range(10)]
+    rows = {d: 100 for d in days} | {days[4]: 10}
+    whole = ex.volume_by_day(rows, days, DAY)
+    assert list(whole.metadata["days_outside"]) == [days[4].isoformat()]
+    assert not whole.passed and whole.severity == "WARN"
+    assert [ex.volume_by_day(rows, [d], DAY).passed for d in days] == [
+        d != days[4] for d in days]
 
 
 def test_outcomes_carry_no_personal_data():
