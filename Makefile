@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Dagster's state (runs, event logs, sensor cursors) lives in .dagster/ of the repository, for
+# `make run` and `make ui` alike; dagster.yaml is copied there (DAGSTER_HOME must hold it).
+DAGSTER_HOME := $(CURDIR)/.dagster
 
-.PHONY: install run test lint ui bench loop presets clean mlflow serve screenshots
+.PHONY: install run tick test lint ui bench loop presets clean mlflow serve screenshots
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "churn-assets needs Python >= 3.11, found " + sys.version.split()[0]'
@@ -18,9 +21,17 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
-run: install
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	@mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $@
+
+run: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/churn-assets simulate
-	$(BIN)/churn-assets run
+	DAGSTER_HOME=$(DAGSTER_HOME) $(BIN)/churn-assets run
+
+# A live demo: the default world's next day lands (today's drop is ingested once the day is over).
+tick: install
+	$(BIN)/churn-assets simulate --until today
 
 test: install
 	$(BIN)/ruff check .
@@ -29,8 +40,8 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 
-ui: install
-	$(BIN)/dagster dev
+ui: install $(DAGSTER_HOME)/dagster.yaml
+	DAGSTER_HOME=$(DAGSTER_HOME) $(BIN)/dagster dev
 
 bench: install
 	$(BIN)/python -m churn_assets.lab.bench

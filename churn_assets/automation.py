@@ -2,9 +2,11 @@
 
 
 import json
+import re
 import warnings
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, timedelta
 
 import dagster as dg
@@ -12,7 +14,7 @@ import narwhals as nw
 
 from churn_assets import catalog
 from churn_assets.ingest.bronze import PARTITION_COLUMN
-from churn_assets.ingest.landing import Drop
+from churn_assets.ingest.landing import Drop, drop_records
 from churn_assets.resources.landing import LandingZone
 from churn_assets.resources.store import DateWindow, TableStore
 from churn_assets.settings import Settings
@@ -70,13 +72,23 @@ def build_outcomes_job():
 
 
 def build_scoring_schedule(settings: Settings, job) -> dg.ScheduleDefinition:
+    """A daily ``M H * * *`` cron is built from the partitioned job: each tick targets the last
+    complete day (yesterday), and the UI shows the schedule's partition set and the days it ran.
+    Any other cron gets a plain schedule that asks for yesterday's partition."""
+    description = "Every morning: yesterday's scores and decisions ([scoring] schedule_cron)."
+    daily = re.fullmatch(r"(\d{1,2}) (\d{1,2}) \* \* \*", settings.scoring.schedule_cron.strip())
+    if daily:
+        return dg.build_schedule_from_partitioned_job(
+            job, name="daily_scoring", minute_of_hour=int(daily[1]), hour_of_day=int(daily[2]),
+            default_status=dg.DefaultScheduleStatus.RUNNING, description=description)
+
     @dg.schedule(
         name="daily_scoring",
         cron_schedule=settings.scoring.schedule_cron,
         execution_timezone="UTC",
         job=job,
         default_status=dg.DefaultScheduleStatus.RUNNING,
-        description="Every morning: yesterday's scores and decisions ([scoring] schedule_cron).",
+        description=description,
     )
     def daily_scoring(context: dg.ScheduleEvaluationContext):
         yesterday = (context.scheduled_execution_time.date() - timedelta(days=1)).isoformat()
@@ -102,6 +114,19 @@ def build_outcomes_schedule(settings: Settings, job) -> dg.ScheduleDefinition:
         return dg.RunRequest(run_key=f"outcomes-{day}", partition_key=day)
 
     return daily_outcomes
+
+
+def build_automation_sensor() -> dg.AutomationConditionSensorDefinition:
+    """Runs the assets' automation conditions (silver and gold follow bronze). Dagster's own
+    default sensor starts stopped; ours is on, so a landed drop flows through to gold."""
+    return dg.AutomationConditionSensorDefinition(
+        "automation_sensor",
+        target=dg.AssetSelection.all(),
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=30,
+        description="Materializes silver and gold partitions whose upstream changed "
+        "(the assets' automation conditions).",
+    )
 
 
 TRAINING_JOB = "churn_training"
@@ -153,27 +178,39 @@ def build_deadline_sensor(checks: list[dg.AssetChecksDefinition]) -> dg.SensorDe
             freshness_checks=checks, default_status=dg.DefaultSensorStatus.RUNNING)
 
 
+@dataclass(frozen=True)
+class BronzeHoldings:
+    """What bronze holds for some drops' (domain, day)s: batch ids, and which days have rows."""
+
+    batches: frozenset[str] = frozenset()
+    days: frozenset[tuple[str, date]] = frozenset()
+
+
 def plan_landing_runs(
     drops: list[Drop],
     cursor: dict[str, str],
     partitions_def: dg.PartitionsDefinition,
-    ingested: Callable[[list[Drop]], set[str]] = lambda drops: set(),
+    ingested: Callable[[list[Drop]], BronzeHoldings] = lambda drops: BronzeHoldings(),
     max_runs: int = MAX_RUNS_PER_TICK,
+    records: Callable[[Drop], int] = drop_records,
 ) -> tuple[list[dg.RunRequest], dict[str, str], list[str]]:
     """New or changed complete drops → one bronze run per day, and the cursor after them.
 
     The cursor maps ``<domain>/<day>`` to the fingerprint of the marker last requested, so a drop
-    is requested exactly once and a re-drop (new fingerprint) again. ``ingested`` names the batch
-    ids among candidate drops that bronze already holds (e.g. from `churn-assets run`): those are
-    marked seen without a run. Returns the requests, the new cursor, and days that are not valid
-    partitions (before the configured start, or in the future).
+    is requested exactly once and a re-drop (new fingerprint) again. ``ingested`` says what
+    bronze already holds for the candidate drops (e.g. after `churn-assets run`): a drop whose
+    batch is there, or an empty drop (no records) of a day bronze holds nothing for, is marked
+    seen without a run; an empty re-drop of a day with rows still runs, to empty it. Returns the
+    requests, the new cursor, and days that are not valid partitions (before the first
+    partition, or not over yet).
     """
     candidates = [d for d in drops if cursor.get(_cursor_key(d)) != d.fingerprint]
     cursor = dict(cursor)
-    done = ingested(candidates) if candidates else set()
+    held = ingested(candidates) if candidates else BronzeHoldings()
     pending: dict[date, list[Drop]] = defaultdict(list)
     for drop in candidates:
-        if drop.batch_id in done:
+        if drop.batch_id in held.batches or (
+                (drop.domain, drop.day) not in held.days and records(drop) == 0):
             cursor[_cursor_key(drop)] = drop.fingerprint
         else:
             pending[drop.day].append(drop)
@@ -220,7 +257,9 @@ def build_landing_sensor(
         if invalid:
             context.log.warning(
                 f"{len(invalid)} drop day(s) are outside the daily partitions and wait: "
-                f"{invalid[:5]}… Set [partitions] start in $CHURN_HOME/settings.toml to include them."
+                f"{invalid[:5]}… A day is ingested once it is over (UTC); an older day needs "
+                "[partitions] start in $CHURN_HOME/settings.toml, or a reload of the code "
+                "location when the partitions follow the data."
             )
         return dg.SensorResult(
             run_requests=requests,
@@ -231,18 +270,24 @@ def build_landing_sensor(
     return landing_sensor
 
 
-def ingested_batches(store: TableStore, drops: list[Drop]) -> set[str]:
-    """Batch ids of ``drops`` that their bronze tables already hold."""
-    found: set[str] = set()
+def ingested_batches(store: TableStore, drops: list[Drop]) -> BronzeHoldings:
+    """What the bronze tables of ``drops`` hold for their days: batch ids and days with rows."""
+    batches: set[str] = set()
+    days: set[tuple[str, date]] = set()
     for domain in {d.domain for d in drops}:
         table = catalog.bronze(domain).full_name
         if not store.exists(table):
             continue
-        days = [d.day for d in drops if d.domain == domain]
-        window = DateWindow(min(days), max(days) + timedelta(days=1))
-        batches = nw.from_native(store.read(table, window, PARTITION_COLUMN, columns=["_batch_id"]))
-        found.update(batches.unique().lazy().collect()["_batch_id"].to_list())
-    return found
+        wanted = [d.day for d in drops if d.domain == domain]
+        window = DateWindow(min(wanted), max(wanted) + timedelta(days=1))
+        held = (
+            nw.from_native(store.read(table, window, PARTITION_COLUMN,
+                                      columns=["_batch_id", PARTITION_COLUMN]))
+            .lazy().unique().collect()
+        )
+        batches.update(held["_batch_id"].to_list())
+        days.update((domain, day) for day in held[PARTITION_COLUMN].to_list())
+    return BronzeHoldings(frozenset(batches), frozenset(days))
 
 
 def _cursor_key(drop: Drop) -> str:

@@ -6,7 +6,8 @@ import argparse
 import json
 import os
 import sys
-from datetime import date, timedelta
+from collections import defaultdict
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 
@@ -15,6 +16,21 @@ def _day(text: str) -> date:
         return date.fromisoformat(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-01-31") from exc
+
+
+# The default world: this much history up to yesterday, planned this much further, so that
+# `simulate --until today` (or `make tick`) extends it day by day without changing its past.
+HISTORY_DAYS, LIVE_DAYS = 240, 60
+
+
+def _yesterday() -> date:
+    return datetime.now(UTC).date() - timedelta(days=1)
+
+
+def _until(text: str) -> date:
+    if text in ("today", "yesterday"):
+        return _yesterday() + timedelta(days=1 if text == "today" else 0)
+    return _day(text)
 
 
 def _rate(text: str) -> float:
@@ -42,9 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--customers", type=int,
                      help="customers over the history (default 3000; sparse-retail 23570)")
     # 240 days: a 90-day label horizon leaves enough labelled days to train and validate on.
-    sim.add_argument("--days", type=int, help="days to simulate (default 240; sparse-retail 546)")
-    sim.add_argument("--start", type=_day,
-                     help="first day (default 2026-01-01; sparse-retail 2025-01-01)")
+    sim.add_argument("--days", type=int, help=f"days of history (default {HISTORY_DAYS}, ending "
+                     "yesterday unless --start is given, the world planned "
+                     f"{LIVE_DAYS} days further for --until; sparse-retail 546)")
+    sim.add_argument("--start", type=_day, help="first day (default: the world already in the "
+                     "data root, else the history ends yesterday, UTC; sparse-retail 2025-01-01)")
     sim.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
     sim.add_argument("--clean", action="store_true", help="no dirt at all (overrides the rates)")
     for knob, text in [
@@ -67,9 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="simulate again even if this data root already holds the same world",
     )
     sim.add_argument(
-        "--until", type=_day,
-        help="stop after this day (default: the last configured day); a later --until into the "
-        "same data root only adds the new days' drops",
+        "--until", type=_until,
+        help="stop after this day, a date or 'today' (default: yesterday for the default world, "
+        "else the last configured day); a later --until into the same data root only adds the "
+        "new days' drops",
     )
     sim.add_argument(
         "--apply-actions", action="store_true",
@@ -173,6 +192,7 @@ def _decided_actions(paths):
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    from churn_assets.ingest.landing import drop_records, list_drops
     from churn_assets.settings import DOMAINS, Paths
     from churn_assets.simulator import DirtConfig, SimConfig, simulate
     from churn_assets.simulator.loop import (
@@ -196,6 +216,8 @@ def _simulate(args: argparse.Namespace) -> int:
         dirt = DirtConfig(**knobs)
     domains = tuple(d.strip() for d in args.domains.split(",")) if args.domains else DOMAINS
     sparse = args.preset == "sparse-retail"
+    paths = Paths.from_env()
+    stamp = paths.truth / "simulated_with.json"
     if sparse:
         from churn_assets.simulator.sparse import sparse_retail_config
 
@@ -203,18 +225,36 @@ def _simulate(args: argparse.Namespace) -> int:
             raise ValueError("--until and --apply-actions work with the default preset only")
         preset = sparse_retail_config(seed=args.seed, dirt=dirt)
         domains = tuple(d for d in domains if d in preset.domains) or preset.domains
+        config = SimConfig(
+            customers=args.customers or preset.customers, days=args.days or preset.days,
+            start=args.start or preset.start, seed=args.seed, dirt=dirt, domains=domains,
+        )
+        until = config.start + timedelta(days=config.days - 1)
     else:
-        preset = SimConfig(customers=3000, days=240, start=date(2026, 1, 1))
-    config = SimConfig(
-        customers=args.customers or preset.customers, days=args.days or preset.days,
-        start=args.start or preset.start, seed=args.seed, dirt=dirt, domains=domains,
-    )
+        def world(start: date, days: int) -> SimConfig:
+            return SimConfig(customers=args.customers or 3000, days=days, start=start,
+                             seed=args.seed, dirt=dirt, domains=domains)
+
+        if args.start is not None:
+            config = world(args.start, args.days or HISTORY_DAYS)
+            until = args.until or config.start + timedelta(days=config.days - 1)
+        else:
+            # The default world ends yesterday. Once simulated, it stays the data root's world
+            # (same start), so simulating again later, or with --until today, only adds days.
+            history = args.days or HISTORY_DAYS
+            config = world(_yesterday() - timedelta(days=history - 1), history + LIVE_DAYS)
+            recorded = read_stamp(stamp, config)
+            if recorded is not None and args.days is None:
+                same = world(date.fromisoformat(recorded["config"]["start"]),
+                             int(recorded["config"]["days"]))
+                if simulation_stamp(same, same.start, None)["config"] == recorded["config"]:
+                    config = same
+            until = args.until or min(_yesterday(),
+                                      config.start + timedelta(days=config.days - 1))
     last_day = config.start + timedelta(days=config.days - 1)
-    until = args.until or last_day
     if not config.start <= until <= last_day:
         raise ValueError(f"--until {until} is outside the simulated days {config.start} .. "
                          f"{last_day} (--start {config.start}, --days {config.days})")
-    paths = Paths.from_env()
     actions = None
     if args.apply_actions:
         actions, controls, where = _decided_actions(paths)
@@ -224,7 +264,6 @@ def _simulate(args: argparse.Namespace) -> int:
               "--until); a decision of day D is executed on day D+1")
     # The stamp names the world, how far it went and the actions applied: repeating a command is
     # a no-op, while a later --until or new actions simulate again (and only add drops).
-    stamp = paths.truth / "simulated_with.json"
     wanted = simulation_stamp(config, until, actions) | ({"preset": args.preset} if sparse else {})
     previous = read_stamp(stamp, config)
     if not args.force and previous is not None:
@@ -233,8 +272,11 @@ def _simulate(args: argparse.Namespace) -> int:
                   "to do (--force simulates it again)")
             return 0
         check_same_history(previous, wanted, actions, paths.landing)
-    print(f"simulating {config.customers:,} customers over {config.days} days from {config.start} "
-          f"through {until} (seed {config.seed}) into {paths.landing}")
+    planned = (f"; the world is planned through {last_day}, a later --until adds days"
+               if until < last_day else "")
+    print(f"simulating {config.customers:,} customers over {config.days} days from "
+          f"{config.start} through {until} (seed {config.seed}) into {paths.landing}{planned}")
+    before = {(d.domain, d.day): d.fingerprint for d in list_drops(paths.landing)}
     if sparse:
         from churn_assets.simulator.sparse import SPARSE_SETTINGS, simulate_sparse
 
@@ -248,12 +290,24 @@ def _simulate(args: argparse.Namespace) -> int:
         summary = simulate(paths, config, actions=actions, progress=_progress("simulate"),
                            until=until)
     stamp.write_text(json.dumps(wanted, sort_keys=True))
-    rows = ", ".join(f"{d} {n:,}" for d, n in summary.rows.items() if d in domains)
-    dirt_made = ", ".join(f"{k} {v:,}" for k, v in summary.dirt_totals().items() if v)
-    print(f"wrote {rows} rows in {summary.seconds:.1f}s")
+    added = [d for d in list_drops(paths.landing) if before.get((d.domain, d.day)) != d.fingerprint]
+    if before and (previous or {}).get("config") == wanted["config"]:
+        # The same world, further: say what this run added, not the whole world's totals.
+        rows = defaultdict(int)
+        for drop in added:
+            rows[drop.domain] += drop_records(drop)
+        days = sorted({d.day for d in added})
+        span = f"{days[0]} .. {days[-1]}" if days else "no day"
+        print(f"added {len(added)} drop(s) for {span}: "
+              + (", ".join(f"{d} {n:,}" for d, n in rows.items()) or "nothing") + " rows "
+              f"in {summary.seconds:.1f}s")
+    else:
+        rows = ", ".join(f"{d} {n:,}" for d, n in summary.rows.items() if d in domains)
+        dirt_made = ", ".join(f"{k} {v:,}" for k, v in summary.dirt_totals().items() if v)
+        print(f"wrote {rows} rows in {summary.seconds:.1f}s")
+        print(f"dirt injected: {dirt_made or 'none'}")
     print(f"churned {summary.churned:,} of {summary.customers:,} customers through {until} "
           f"({summary.churned_explicit:,} cancelled explicitly)")
-    print(f"dirt injected: {dirt_made or 'none'}")
     print(f"ground truth (never read by the pipeline): {paths.truth}")
     return 0
 

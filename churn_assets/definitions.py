@@ -14,6 +14,7 @@ from churn_assets.assets.scores import build_scores_asset
 from churn_assets.assets.silver import build_silver_assets
 from churn_assets.assets.uplift import build_uplift_asset
 from churn_assets.automation import (
+    build_automation_sensor,
     build_daily_job,
     build_deadline_checks,
     build_deadline_sensor,
@@ -31,10 +32,11 @@ from churn_assets.settings import Paths, Settings, load_settings
 
 
 def daily_partitions(settings: Settings) -> dg.DailyPartitionsDefinition:
-    # end_offset=1: today's drop can be ingested as soon as its marker lands.
+    """Complete days, from the first day of data (``[partitions] start`` when set) through
+    yesterday (UTC): a day's drop is ingested once the day is over, so every partition shown
+    can be filled."""
     return dg.DailyPartitionsDefinition(
-        start_date=settings.partitions.start.isoformat(), timezone="UTC", end_offset=1
-    )
+        start_date=settings.partitions.first_day.isoformat(), timezone="UTC")
 
 
 def build_definitions(
@@ -70,6 +72,7 @@ def build_definitions(
         sensors=[
             build_landing_sensor(partitions_def, bronze),
             build_deadline_sensor(deadline_checks),
+            build_automation_sensor(),
         ],
         resources=build_resources(env, paths, settings),
         # Steps share one process: on a 2-core laptop a process per step costs more than it buys.

@@ -13,7 +13,7 @@ from datetime import date
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from churn_assets.decisions.config import DecisionSettings
 
@@ -67,11 +67,24 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# The first partition while no data has landed yet (so a first drop of history is inside them).
+NO_DATA_START = date(2024, 1, 1)
+
+
 class PartitionSettings(_Section):
-    start: date = Field(
-        date(2024, 1, 1),
-        description="First day of every daily partition. Data before it cannot be ingested.",
+    start: date | None = Field(
+        None,
+        description="First day of every daily partition; data before it cannot be ingested. "
+        "Unset (default): the first day of data in the landing zone, so the partitions are "
+        "the data's days.",
     )
+    _first_landed: date | None = PrivateAttr(None)
+
+    @property
+    def first_day(self) -> date:
+        """The first daily partition: ``start`` if set, else the first landed day (as found by
+        ``load_settings``), else ``NO_DATA_START``."""
+        return self.start or self._first_landed or NO_DATA_START
 
 
 class ImportSettings(_Section):
@@ -253,8 +266,15 @@ class SettingsError(ValueError):
 
 
 def load_settings(paths: Paths | None = None) -> Settings:
-    """Defaults, overridden by ``$CHURN_HOME/settings.toml`` when that file exists."""
+    """Defaults, overridden by ``$CHURN_HOME/settings.toml`` when that file exists; the first
+    partition follows the data under ``paths`` unless the file sets it."""
     paths = paths or Paths.from_env()
+    settings = _read_settings(paths)
+    settings.partitions._first_landed = first_landed_day(paths.landing)
+    return settings
+
+
+def _read_settings(paths: Paths) -> Settings:
     if not paths.settings_file.exists():
         return Settings()
     try:
@@ -265,3 +285,23 @@ def load_settings(paths: Paths | None = None) -> Settings:
         return Settings.model_validate(raw)
     except ValidationError as exc:
         raise SettingsError(f"{paths.settings_file} has invalid settings:\n{exc}") from exc
+
+
+def first_landed_day(landing: Path) -> date | None:
+    """The first day any domain has a complete drop (``landing/<domain>/<day>/_SUCCESS``).
+    Folder names only: this runs whenever the code location loads."""
+    first = None
+    for domain in DOMAINS:
+        try:
+            names = os.listdir(landing / domain)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for name in sorted(names):
+            try:
+                day = date.fromisoformat(name)
+            except ValueError:
+                continue
+            if len(name) == 10 and (landing / domain / name / "_SUCCESS").exists():
+                first = day if first is None else min(first, day)
+                break
+    return first

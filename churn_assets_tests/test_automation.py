@@ -4,7 +4,7 @@ cursor that survives a restart."""
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 import pytest
@@ -115,6 +115,8 @@ def test_cursor_survives_a_restart(paths, instance):
 
 
 def test_days_outside_the_partitions_are_not_requested(paths, instance):
+    paths.home.mkdir(parents=True)
+    paths.settings_file.write_text(f"[partitions]\nstart = {DAY1}\n")
     write_drop(paths.landing, "payments", date(2020, 1, 1), {"payments.csv": CSV})
     write_drop(paths.landing, "payments", DAY1, {"payments.csv": CSV})
     requests, cursor = tick(paths, instance, None)
@@ -160,3 +162,42 @@ def test_each_morning_measures_the_campaign_day_whose_window_just_arrived(paths)
         (request,) = schedule.evaluate_tick(context).run_requests
     # Yesterday is 2026-03-11; its data closes the 10-day window of 2026-03-01.
     assert request.partition_key == "2026-03-01"
+
+
+def test_partitions_follow_the_data_and_end_yesterday(paths):
+    write_drop(paths.landing, "payments", DAY2, {"payments.csv": CSV})
+    write_drop(paths.landing, "customers", DAY1 - timedelta(days=3), {"customers.csv": b"x\n"})
+    (paths.landing / "events" / "2019-01-01").mkdir(parents=True)  # no marker: not data yet
+    defs = build_definitions(paths)
+    partitions = defs.resolve_assets_def(dg.AssetKey(["bronze", "payments"])).partitions_def
+    assert partitions.get_first_partition_key() == "2026-02-26"
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)
+    assert partitions.get_last_partition_key() == yesterday.isoformat()
+    # An explicit start wins.
+    paths.settings_file.write_text("[partitions]\nstart = 2025-06-01\n")
+    assert build_definitions(paths).resolve_assets_def(
+        dg.AssetKey(["bronze", "payments"])).partitions_def.get_first_partition_key() == "2025-06-01"
+
+
+def test_empty_drops_launch_no_run_unless_they_empty_a_day(paths, instance):
+    header = CSV.splitlines(keepends=True)[0]
+    write_drop(paths.landing, "payments", DAY1, {"payments.csv": header})
+    write_drop(paths.landing, "payments", DAY2, {"payments.csv": CSV})
+    requests, cursor = tick(paths, instance, None)
+    assert [r.partition_key for r in requests] == ["2026-03-02"]
+    assert "payments/2026-03-01" in json.loads(cursor)  # seen: there is nothing to ingest
+    bronze = [dg.AssetKey(["bronze", "payments"]), dg.AssetKey(["bronze", "payments_quarantine"])]
+    assert materialize_range(paths, DAY2, DAY2, instance, selection=bronze).success
+    # A corrected, empty re-drop of a day that has rows must still run, to empty it.
+    write_drop(paths.landing, "payments", DAY2, {"payments.csv": header})
+    requests, _ = tick(paths, instance, cursor)
+    assert [r.partition_key for r in requests] == ["2026-03-02"]
+
+
+def test_the_automation_sensor_is_on_by_default_for_every_asset(paths):
+    defs = build_definitions(paths)
+    sensor = defs.resolve_sensor_def("automation_sensor")
+    assert isinstance(sensor, dg.AutomationConditionSensorDefinition)
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    silver = defs.resolve_assets_def(dg.AssetKey(["silver", "payments"]))
+    assert silver.automation_conditions_by_key[dg.AssetKey(["silver", "payments"])] is not None

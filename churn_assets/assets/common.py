@@ -1,10 +1,16 @@
 """What the thin assets share: automation, metadata a person can read."""
 
+import warnings
+
 import dagster as dg
 import narwhals as nw
 
 from churn_assets.ingest.columns import PII_COLUMNS
 from churn_assets.transforms.personal import mask, mask_text, personal_column
+
+# Single-run backfill policies are the point of our partitioned assets; Dagster marks the
+# parameter beta and says so in every process that loads them (the UI's code server, each run).
+warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
 
 # Columns never shown in previews, even hashed: metadata is visible to everyone with UI access.
 HIDDEN_COLUMNS = (*PII_COLUMNS, "email_hash", "phone_hash", "_ingested_at")

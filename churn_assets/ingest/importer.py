@@ -488,9 +488,9 @@ def _land(
 ) -> ImportReport:
     """Check the days against the partitions, write one drop per day, write the reject file."""
     accepted = frame.filter(pl.col("_reason").is_null())
-    V.check_partition_start(
-        accepted, load_settings(paths).partitions.start, paths.settings_file, path
-    )
+    explicit_start = load_settings(paths).partitions.start
+    if explicit_start is not None:  # unset, the partitions follow the data
+        V.check_partition_start(accepted, explicit_start, paths.settings_file, path)
     name = f"{_slug(path.stem)}.{'csv' if domain == 'payments' else 'parquet'}"
     written, unchanged, emptied = [], [], []
     by_day = dict(sorted(accepted.partition_by("_day", as_dict=True).items()))
