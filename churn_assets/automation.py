@@ -116,14 +116,14 @@ def build_outcomes_schedule(settings: Settings, job) -> dg.ScheduleDefinition:
     return daily_outcomes
 
 
-def build_automation_sensor() -> dg.AutomationConditionSensorDefinition:
+def build_automation_sensor(settings: Settings) -> dg.AutomationConditionSensorDefinition:
     """Runs the assets' automation conditions (silver and gold follow bronze). Dagster's own
     default sensor starts stopped; ours is on, so a landed drop flows through to gold."""
     return dg.AutomationConditionSensorDefinition(
         "automation_sensor",
         target=dg.AssetSelection.all(),
         default_status=dg.DefaultSensorStatus.RUNNING,
-        minimum_interval_seconds=30,
+        minimum_interval_seconds=settings.sensors.interval_seconds,
         description="Materializes silver and gold partitions whose upstream changed "
         "(the assets' automation conditions).",
     )
@@ -238,13 +238,14 @@ def plan_landing_runs(
 
 
 def build_landing_sensor(
-    partitions_def: dg.PartitionsDefinition, bronze_assets: list[dg.AssetsDefinition]
+    partitions_def: dg.PartitionsDefinition, bronze_assets: list[dg.AssetsDefinition],
+    interval_seconds: int = 30,
 ) -> dg.SensorDefinition:
     @dg.sensor(
         name="landing_sensor",
         description="Requests bronze runs for complete new or re-dropped landing drops, once each.",
         target=bronze_assets,
-        minimum_interval_seconds=30,
+        minimum_interval_seconds=interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
     )
     def landing_sensor(

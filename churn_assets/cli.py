@@ -335,7 +335,14 @@ def _run(args: argparse.Namespace) -> int:
     from churn_assets.automation import LABELS_JOB
     from churn_assets.definitions import build_definitions, daily_partitions
     from churn_assets.ingest.landing import list_drops
-    from churn_assets.lab.runner import landing_range, persistent_instance, plan_run, run_range
+    from churn_assets.lab.runner import (
+        RunInputs,
+        landing_range,
+        persistent_instance,
+        plan_run,
+        run_range,
+    )
+    from churn_assets.resources import environment
     from churn_assets.resources.pii import refuse_public_key_in_env
     from churn_assets.settings import Paths, load_settings
     from churn_assets.steps.reads import last_arrival
@@ -355,6 +362,10 @@ def _run(args: argparse.Namespace) -> int:
         print(f"  skipping {_days(start, end)}: {_cut(reason)}", flush=True)
 
     def report(index: int, total: int, chunk) -> None:
+        if chunk.skipped:
+            print(f"[{index}/{total}] {chunk.start} .. {chunk.end}  unchanged (same drops, "
+                  f"settings and code as run {chunk.run_id[:8]}): skipped", flush=True)
+            return
         rows = ", ".join(f"{k} {v:,}" for k, v in sorted(chunk.rows.items()) if "quarantine" not in k)
         quarantined = sum(v for k, v in chunk.rows.items() if "quarantine" in k)
         print(f"[{index}/{total}] {chunk.start} .. {chunk.end}  {chunk.seconds:5.1f}s  {rows}"
@@ -371,11 +382,13 @@ def _run(args: argparse.Namespace) -> int:
 
     horizon = settings.labels.horizon_days
     failed = []
+    inputs = RunInputs(paths, settings, environment())
     with persistent_instance() as instance:
         for start, end in plan.ranges:
             failed += [c for c in run_range(
                 defs, partitions_def, start, end, instance,
                 days_per_run=args.days_per_run, on_chunk=report, stop_on_failure=False,
+                inputs=inputs.daily, skip_unchanged=inputs.skip,
             ) if c.error]
         # A label needs its whole window in silver: what has been ingested (by this run or an
         # earlier one), not what has landed, which may reach past --through.
@@ -389,15 +402,16 @@ def _run(args: argparse.Namespace) -> int:
                 failed += [c for c in run_range(
                     defs, partitions_def, start, end, instance, days_per_run=args.days_per_run,
                     on_chunk=report, job_name=LABELS_JOB, stop_on_failure=False,
+                    inputs=inputs.labels, skip_unchanged=inputs.skip,
                 ) if c.error]
         else:
             print(f"no label days in this range: a label needs {horizon} days of data after its "
                   f"snapshot day (payments are ingested through {ingested}, landed through "
                   f"{landed_last}; [labels] horizon_days in settings.toml)")
-        if plan.ranges and _train(defs, instance):
+        if plan.ranges and _train(defs, instance, inputs.training(), inputs.skip):
             for start, end in plan.ranges:
                 _score_and_decide(defs, partitions_def, start, end, ingested,
-                                  settings, instance, args.days_per_run)
+                                  settings, instance, args.days_per_run, inputs, report)
     store = defs.resources["store"]
     print(f"\ntables: {store.location(catalog.SCORES.full_name)} and its siblings (churn-assets sql "
           "--tables lists them)")
@@ -424,14 +438,17 @@ def _cut(text: str, limit: int = 400) -> str:
 
 
 def _score_and_decide(defs, partitions_def, first, last, ingested, settings, instance,
-                      days_per_run: int) -> None:
+                      days_per_run: int, inputs=None, report=None) -> None:
     from churn_assets.automation import OUTCOMES_JOB, SCORING_JOB
     from churn_assets.lab.runner import RunError, run_range
 
+    champion = defs.resources["mlflow"].champion_version()
     print(f"scores and decisions for {first} .. {last}", flush=True)
     try:
         run_range(defs, partitions_def, first, last, instance, days_per_run=days_per_run,
-                  job_name=SCORING_JOB)
+                  job_name=SCORING_JOB, on_chunk=_only_skips(report),
+                  inputs=inputs.scoring(champion) if inputs else None,
+                  skip_unchanged=inputs.skip if inputs else False)
     except RunError as exc:
         print(f"  not scored: {exc}")
         return
@@ -440,21 +457,35 @@ def _score_and_decide(defs, partitions_def, first, last, ingested, settings, ins
     if measured_through >= first:
         print(f"campaign outcomes for {first} .. {measured_through} ({window}-day window)")
         run_range(defs, partitions_def, first, measured_through, instance,
-                  days_per_run=days_per_run, job_name=OUTCOMES_JOB)
+                  days_per_run=days_per_run, job_name=OUTCOMES_JOB, on_chunk=_only_skips(report),
+                  inputs=inputs.outcomes(champion) if inputs else None,
+                  skip_unchanged=inputs.skip if inputs else False)
 
 
-def _train(defs, instance) -> bool:
+def _only_skips(report):
+    """Scoring chunks print nothing when they run (as before); a skipped one says so."""
+    if report is None:
+        return None
+    return lambda index, total, chunk: report(index, total, chunk) if chunk.skipped else None
+
+
+def _train(defs, instance, inputs: str | None = None, skip_unchanged: bool = True) -> bool:
     """Train; True when a champion model exists afterwards (this one or an earlier one)."""
     from churn_assets.automation import TRAINING_JOB
     from churn_assets.lab.runner import RunError, run_once
 
     print("training the churn and CLTV models", flush=True)
     try:
-        result = run_once(defs, TRAINING_JOB, instance)
+        result = run_once(defs, TRAINING_JOB, instance, inputs=inputs,
+                          skip_unchanged=skip_unchanged)
     except RunError as exc:
         # History too short to train is common on a small world: say why, keep the data.
         print(f"  models not trained: {exc}")
         return False
+    if result is None:
+        print("  unchanged (same labelled data, settings and code as the last training): "
+              "not retrained")
+        return defs.resources["mlflow"].champion_version() is not None
     for event in result.get_asset_materialization_events():
         meta = {k: v.value for k, v in event.materialization.metadata.items()}
         if event.materialization.asset_key.path == ["ml", "uplift_model"]:

@@ -70,9 +70,9 @@ def build_definitions(
                    build_scoring_schedule(settings, scoring_job),
                    build_outcomes_schedule(settings, outcomes_job)],
         sensors=[
-            build_landing_sensor(partitions_def, bronze),
+            build_landing_sensor(partitions_def, bronze, settings.sensors.interval_seconds),
             build_deadline_sensor(deadline_checks),
-            build_automation_sensor(),
+            build_automation_sensor(settings),
         ],
         resources=build_resources(env, paths, settings),
         # Steps share one process: on a 2-core laptop a process per step costs more than it buys.

@@ -193,6 +193,13 @@ class FreshnessSettings(_Section):
     )
 
 
+class SensorSettings(_Section):
+    interval_seconds: int = Field(
+        30, ge=1, le=3600,
+        description="How often the landing and automation sensors look for work in the UI.",
+    )
+
+
 class ModelSettings(_Section):
     """The churn and CLTV models: training window, validation, the champion gate, retraining."""
 
@@ -256,6 +263,7 @@ class Settings(_Section):
     labels: LabelSettings = LabelSettings()
     checks: CheckSettings = CheckSettings()
     freshness: FreshnessSettings = FreshnessSettings()
+    sensors: SensorSettings = SensorSettings()
     model: ModelSettings = ModelSettings()
     scoring: ScoringSettings = ScoringSettings()
     decisions: DecisionSettings = DecisionSettings()

@@ -7,6 +7,8 @@ of the ``churn_daily`` job, visible in the UI afterwards.
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import json
 import os
 import socket
 import time
@@ -19,11 +21,14 @@ from pathlib import Path
 import dagster as dg
 
 from churn_assets.automation import DAILY_JOB
-from churn_assets.ingest.landing import DropError, scan_drops, verify_drop
+from churn_assets.ingest.landing import DropError, list_drops, scan_drops, verify_drop
 from churn_assets.settings import Paths
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
+# A digest of everything a run's tables are computed from (see ``fingerprint``): a later run of
+# the same job and days with the same digest has nothing new to compute and is skipped.
+INPUTS_TAG = "churn/inputs"
 
 
 class RunError(RuntimeError):
@@ -39,6 +44,7 @@ class ChunkResult:
     rows: dict[str, int] = field(default_factory=dict)
     failed_checks: list[str] = field(default_factory=list)
     error: str | None = None  # why the run failed (only when not stopping on failure)
+    skipped: bool = False  # unchanged inputs: an earlier successful run computed the same
 
 
 @dataclass
@@ -61,6 +67,83 @@ def _folder_day(path: Path) -> date | None:
         return date.fromisoformat(path.name)
     except ValueError:
         return None
+
+
+
+
+def fingerprint(*parts: object) -> str:
+    """A short digest of JSON-able parts (drop fingerprints, settings, code version)."""
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def code_version() -> str:
+    """A digest of the package's source: changed code recomputes everything."""
+    digest = hashlib.sha256()
+    package = Path(__file__).resolve().parent
+    for path in sorted(package.rglob("*.py")):
+        digest.update(str(path.relative_to(package)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:20]
+
+
+def unchanged_run(instance: dg.DagsterInstance, job_name: str, inputs: str,
+                  tags: dict[str, str] | None = None) -> str | None:
+    """The id of an earlier successful run of ``job_name`` with these inputs (and tags), if any."""
+    runs = instance.get_runs(
+        filters=dg.RunsFilter(job_name=job_name, statuses=[dg.DagsterRunStatus.SUCCESS],
+                              tags={**(tags or {}), INPUTS_TAG: inputs}),
+        limit=1,
+    )
+    return runs[0].run_id if runs else None
+
+
+class RunInputs:
+    """What each job's days are computed from, as digests for ``run_range(inputs=…)``.
+
+    A day's tables depend on the drops up to it (silver dedupes against earlier days, gold
+    continues from yesterday's state), on the settings sections a job reads, on the PII key and
+    on the code. So a change of ``[labels] horizon_days`` alone changes only the labels' (and
+    the models') digests: bronze to gold is skipped. The lake is assumed to hold what earlier
+    runs wrote; without it (deleted), nothing is skipped (``skip``).
+    """
+
+    def __init__(self, paths: Paths, settings, env: str):
+        self.drops = sorted((d.day, d.domain, d.fingerprint) for d in list_drops(paths.landing))
+        self.skip = paths.lake.exists()
+        self.settings = settings
+        pii = os.environ.get("CHURN_PII_KEY", "")
+        self.base = (code_version(), env, hashlib.sha256(pii.encode()).hexdigest()[:12],
+                     settings.partitions.first_day, settings.checks.model_dump())
+
+    def _drops_through(self, day: date) -> list:
+        return [d for d in self.drops if d[0] <= day]
+
+    def _digest(self, *parts) -> str:
+        return fingerprint(*self.base, *parts)
+
+    def daily(self, start: date, end: date) -> str:
+        return self._digest("daily", self._drops_through(end))
+
+    def labels(self, start: date, end: date) -> str:
+        horizon = self.settings.labels.horizon_days
+        return self._digest("labels", horizon,
+                            self._drops_through(end + timedelta(days=horizon)))
+
+    def training(self) -> str:
+        return self._digest("training", self.drops, self.settings.labels.model_dump(),
+                            self.settings.model.model_dump())
+
+    def scoring(self, champion: str | None) -> Callable[[date, date], str]:
+        return lambda start, end: self._digest(
+            "scoring", champion, self._drops_through(end), self.settings.scoring.model_dump(),
+            self.settings.decisions.model_dump(), self.settings.labels.model_dump())
+
+    def outcomes(self, champion: str | None) -> Callable[[date, date], str]:
+        window = self.settings.scoring.outcome_window_days
+        return lambda start, end: self._digest(
+            "outcomes", champion, self._drops_through(end + timedelta(days=window)),
+            self.settings.scoring.model_dump(), self.settings.decisions.model_dump())
 
 
 def landing_range(paths: Paths) -> tuple[date, date]:
@@ -238,10 +321,14 @@ def run_range(
     job_name: str = DAILY_JOB,
     selection: list[dg.AssetKey] | None = None,
     stop_on_failure: bool = True,
+    inputs: Callable[[date, date], str] | None = None,
+    skip_unchanged: bool = True,
 ) -> list[ChunkResult]:
     """Run a job (``churn_daily`` by default) over ``[first, last]``, one single-run backfill per
     chunk of days. A failed chunk raises ``RunError``, or with ``stop_on_failure=False`` is
-    recorded in its ``ChunkResult.error`` and the next chunk runs."""
+    recorded in its ``ChunkResult.error`` and the next chunk runs. With ``inputs`` (a chunk's
+    digest of what it is computed from), a chunk an earlier successful run computed from the
+    same inputs is skipped."""
     if last < first:
         raise RunError(f"--through {last} is before --from {first}")
     job = defs.resolve_job_def(job_name)
@@ -257,12 +344,22 @@ def run_range(
     results = []
     for index, (start, end) in enumerate(chunks, 1):
         began = time.perf_counter()
+        tags = {RANGE_START_TAG: start.isoformat(), RANGE_END_TAG: end.isoformat()}
+        if inputs is not None:
+            digest = inputs(start, end)
+            earlier = (unchanged_run(instance, job_name, digest, tags)
+                       if skip_unchanged and not selection else None)
+            if earlier:
+                results.append(ChunkResult(start, end, earlier, 0.0, skipped=True))
+                if on_chunk:
+                    on_chunk(index, len(chunks), results[-1])
+                continue
+            tags[INPUTS_TAG] = digest
         result = job.execute_in_process(
             instance=instance,
             # Progress is ours to print; the full event log is in the instance (and the UI).
             run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
-            tags={RANGE_START_TAG: start.isoformat(), RANGE_END_TAG: end.isoformat(),
-                  **process_tags()},
+            tags={**tags, **process_tags()},
             asset_selection=selection,
             raise_on_error=False,
         )
@@ -304,12 +401,16 @@ def _failure_reason(failure: dg.DagsterEvent | None) -> str:
 
 
 def run_once(defs: dg.Definitions, job_name: str, instance: dg.DagsterInstance,
-             log_level: str = "WARNING") -> dg.ExecuteInProcessResult:
-    """Run an unpartitioned job (training) once; raise ``RunError`` with the failure if it fails."""
+             log_level: str = "WARNING", inputs: str | None = None, skip_unchanged: bool = True,
+             ) -> dg.ExecuteInProcessResult | None:
+    """Run an unpartitioned job (training) once; raise ``RunError`` with the failure if it fails.
+    With ``inputs``, return ``None`` instead when a successful run had the same inputs."""
+    if inputs is not None and skip_unchanged and unchanged_run(instance, job_name, inputs):
+        return None
     result = defs.resolve_job_def(job_name).execute_in_process(
         instance=instance,
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
-        tags=process_tags(),
+        tags={**process_tags(), **({INPUTS_TAG: inputs} if inputs else {})},
         raise_on_error=False,
     )
     if not result.success:

@@ -120,7 +120,8 @@ def test_actions_change_only_the_future(tmp_path, full):
 
 def _cli(home: Path, monkeypatch, *extra: str) -> int:
     monkeypatch.setenv("CHURN_HOME", str(home))
-    return main(["simulate", "--customers", str(CUSTOMERS), "--days", str(DAYS), "--seed",
+    return main(["simulate", "--customers", str(CUSTOMERS), "--days", str(DAYS), "--start",
+                 f"{CONFIG.start}", "--seed",
                  str(SEED), "--clean", *extra])
 
 
@@ -169,3 +170,25 @@ def test_cli_applies_the_treated_decisions(tmp_path, monkeypatch, capsys, full):
     # Changing what was done to days already dropped is refused.
     assert _cli(home, monkeypatch, "--until", f"{day(25)}") == 2
     assert "differ from those applied then" in capsys.readouterr().err
+
+
+def test_the_default_world_ends_yesterday_and_grows_day_by_day(tmp_path, monkeypatch, capsys):
+    from datetime import UTC, datetime
+
+    from churn_assets.ingest.landing import list_drops
+
+    monkeypatch.setenv("CHURN_HOME", str(tmp_path / "home"))
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)
+    args = ["simulate", "--customers", "40", "--seed", "3", "--clean"]
+    assert main([*args, "--days", "5"]) == 0
+    days = sorted({d.day for d in list_drops(tmp_path / "home" / "landing")})
+    assert (days[0], days[-1]) == (yesterday - timedelta(days=4), yesterday)
+    capsys.readouterr()
+    # The data root's world is kept (same start), and only the new day is reported.
+    assert main([*args, "--until", "today"]) == 0
+    out = capsys.readouterr().out
+    today = yesterday + timedelta(days=1)
+    assert f"added 5 drop(s) for {today} .. {today}" in out and "wrote" not in out
+    assert max(d.day for d in list_drops(tmp_path / "home" / "landing")) == today
+    assert main([*args, "--until", "today"]) == 0
+    assert "nothing to do" in capsys.readouterr().out
