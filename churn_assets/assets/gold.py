@@ -90,7 +90,11 @@ def build_features_asset(partitions_def, settings: Settings) -> dg.AssetsDefinit
             ),
             dg.AssetSpec(
                 catalog.CUSTOMER_CATEGORIES.key,
-                deps=[dg.AssetDep(catalog.CUSTOMER_CATEGORIES.key, partition_mapping=previous_day)],
+                # Yesterday's categories plus the orders that became visible today: without
+                # the second, automation would build a day whose data has not arrived.
+                deps=[dg.AssetDep(catalog.CUSTOMER_CATEGORIES.key, partition_mapping=previous_day),
+                      dg.AssetDep(catalog.ORDER_CATEGORIES.key,
+                                  partition_mapping=_window_mapping(ahead))],
                 automation_condition=on_upstream_change(),
             ),
             dg.AssetSpec(
