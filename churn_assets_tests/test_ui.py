@@ -218,7 +218,7 @@ def test_the_ui_path_backfills_follows_new_drops_and_scores(ui):
     # Each hop (bronze, silver customers, the other silver, gold activity, gold features) is
     # a sensor tick and a run; on a busy 2-core machine a hop can take 40 s.
     client.wait("yesterday's gold features", lambda: YESTERDAY in features_days(paths),
-                timeout=300, every=2)
+                timeout=600, every=2)
     tags = [{t["key"]: t["value"] for t in r["tags"]} for r in client.runs()]
     assert any(t.get("dagster/sensor_name") == "landing_sensor" for t in tags), tags
     assert any(t.get("dagster/sensor_name") == "automation_sensor"

@@ -147,7 +147,10 @@ def build_labels_asset(partitions_def, settings: Settings) -> dg.AssetsDefinitio
         metadata={"horizon_days": horizon},
         partitions_def=partitions_def,
         backfill_policy=dg.BackfillPolicy.single_run(),
-        automation_condition=on_upstream_change(),
+        # No automation condition: a label is ready when payments have *arrived* through D+H,
+        # which partitions cannot say (a day may have no payments); under the automation sensor
+        # an eager label ran as soon as the window's partitions existed and failed. They run in
+        # their own job (`churn-assets run` labels every ready day).
     )
     def churn_labels(context: dg.AssetExecutionContext, store: TableStore):
         window = DateWindow.from_time_window(context.partition_time_window)
