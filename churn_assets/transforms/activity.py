@@ -11,7 +11,7 @@ from typing import Any
 
 import narwhals as nw
 
-from churn_assets.transforms.frames import conform, latest, to_lazy
+from churn_assets.transforms.frames import conform, latest, money_sum, to_lazy
 
 ACTIVITY_KEY = ["customer_id", "event_date", "arrival_date"]
 TIMESTAMP = nw.Datetime("us", "UTC")
@@ -27,6 +27,7 @@ _ACTIVITY_SUMS: dict[str, nw.dtypes.DType] = {
     "offers_received": nw.Int64(),
     "offers_redeemed": nw.Int64(),
 }
+_MONEY = ("order_value", "revenue")
 LAST_TICKET: dict[str, nw.dtypes.DType] = {
     "last_ticket_opened_at": TIMESTAMP,
     "last_ticket_updated_at": TIMESTAMP,
@@ -66,7 +67,7 @@ def daily_activity(payments: Any = None, events: Any = None, tickets: Any = None
     # Diagonal: each part has the key and its own columns; the others are null in its rows.
     combined = conform(nw.concat(parts, how="diagonal"), ACTIVITY_SCHEMA)
     summed = combined.group_by(ACTIVITY_KEY).agg(
-        *(nw.col(c).sum() for c in _ACTIVITY_SUMS),
+        *(money_sum(c) if c in _MONEY else nw.col(c).sum() for c in _ACTIVITY_SUMS),
         # At most one ticket row per key (see _ticket_activity), so max takes that row.
         *(nw.col(c).max() for c in LAST_TICKET),
     )
@@ -90,7 +91,8 @@ def _payment_activity(payments: nw.LazyFrame) -> list[nw.LazyFrame]:
         refunds=nw.col("_refund").cast(nw.Int64),
     ).group_by(ACTIVITY_KEY).agg(
         nw.len().alias("payments"),
-        *(nw.col(c).sum() for c in ("order_value", "revenue", "failed_payments", "refunds")),
+        *(money_sum(c) for c in _MONEY),
+        *(nw.col(c).sum() for c in ("failed_payments", "refunds")),
     )
     # Orders, not lines: imported invoices have a row per product under one order_id.
     orders = (

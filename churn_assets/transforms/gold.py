@@ -58,7 +58,7 @@ from churn_assets.transforms.dates import (
     visible_by,
     visible_on,
 )
-from churn_assets.transforms.frames import conform, latest, to_lazy
+from churn_assets.transforms.frames import conform, latest, money_sum, to_lazy
 
 LONGEST_WINDOW_DAYS = 90
 DOMAINS = ("customers", "payments", "events", "tickets", "marketing")
@@ -164,7 +164,8 @@ def _state(previous: CustomerState | None, activity: Any, categories: Any, custo
 
     totals = candidates.group_by("customer_id").agg(
         nw.col("first_seen_date").min(), nw.col("first_order_date").min(),
-        *(nw.col(c).sum() for c in _LIFETIME_SUMS),
+        *(money_sum(c) if STATE_SCHEMA[c] == nw.Float64() else nw.col(c).sum()
+          for c in _LIFETIME_SUMS),
         *(nw.col(c).max() for c in ("last_order_date", "last_session_date")),
     ).with_columns(nw.col(c).fill_null(0) for c in _LIFETIME_SUMS)
     profile = latest(
@@ -333,7 +334,8 @@ def _window_totals(activity: nw.LazyFrame, snapshot_date: date) -> nw.LazyFrame:
         .otherwise(0).alias(name)
         for name, (column, days) in _WINDOWED.items()
     )
-    return recent.group_by("customer_id").agg(nw.col(name).sum() for name in _WINDOWED)
+    return recent.group_by("customer_id").agg(
+        money_sum(name) if _FEATURES[name][0] == _F else nw.col(name).sum() for name in _WINDOWED)
 
 
 def _ticket_window(tickets: nw.LazyFrame, snapshot_date: date) -> nw.LazyFrame:
