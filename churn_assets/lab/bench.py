@@ -20,7 +20,7 @@ Two worlds:
   ids to each ``--training-rows`` size, then ``train_churn_model`` as the churn model asset calls
   it: how many rows the driver's memory holds.
 - *serving*: the scoring API under 200 requests/s for 30 s on loopback, and the champion's batch
-  scoring of 1M rows (``churn_assets/serve/bench.py``).
+  scoring of 1M rows (``churn_assets/lab/serve_bench.py``).
 """
 
 from __future__ import annotations
@@ -470,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.only in (None, "training"):
             sections.append(_training(args, home / "training"))
         if args.only in (None, "serving"):
-            from churn_assets.serve.bench import serving_section
+            from churn_assets.lab.serve_bench import serving_section
 
             sections.append(serving_section(home / "serving", args.serving_customers, 45,
                                             args.serving_rate, args.serving_seconds,
