@@ -228,6 +228,9 @@ class ModelSettings(_Section):
     max_auc_drop: float = Field(
         0.01, ge=0, le=1,
         description="...and be at most this much below the champion's on the same rows.")
+    beat_recency: bool = Field(
+        True, description="...and rank better than recency alone on those rows (off only for "
+        "experiments on worlds too small or short for a model to beat it).")
     retrain_cron: str = Field(
         "0 3 * * 1", description="When the training job runs (UTC cron; default Mondays 03:00).")
     cltv_horizon_days: int = Field(

@@ -40,7 +40,8 @@ class GatePolicy:
     def from_settings(cls, model: ModelSettings | None = None) -> GatePolicy:
         """The thresholds of ``model`` (the ``[model]`` section; its defaults when ``None``)."""
         model = model or ModelSettings()
-        return cls(auc_floor=model.auc_floor, max_auc_drop=model.max_auc_drop)
+        return cls(auc_floor=model.auc_floor, max_auc_drop=model.max_auc_drop,
+                   beat_recency=model.beat_recency)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.auc_floor <= 1.0:

@@ -18,7 +18,9 @@ BUDGET = 25.0
 CONFIG = LoopConfig(
     customers=300, days=32, seed=42, warmup_days=22, step_days=5, budget=BUDGET,
     horizon_days=5, steps=2,
-    settings={"model": {"training_days": 20, "validation_days": 3, "auc_floor": 0.0},
+    settings={"model": {"training_days": 20, "validation_days": 3, "auc_floor": 0.0,
+                        # 22 days of a 300-customer world: recency alone can win.
+                        "beat_recency": False},
               "scoring": {"outcome_window_days": 5}},
 )
 
