@@ -25,6 +25,7 @@ both calibrated on the same held-out customers, explained with SHAP values.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -122,16 +123,18 @@ class Calibrator:
         return self._platt.predict_proba(_logit(raw)[:, None])[:, 1]
 
 
-class _Explained:
+class _Explained(ABC):
     """Drivers and scores from per-feature contributions; shared by both kinds of model."""
 
     spec: FeatureSpec
 
+    @abstractmethod
     def predict_proba(self, frame: pl.DataFrame) -> np.ndarray:
-        raise NotImplementedError
+        """Calibrated churn probability per row."""
 
+    @abstractmethod
     def contributions(self, frame: pl.DataFrame) -> np.ndarray:
-        raise NotImplementedError
+        """Per-row, per-feature log-odds contributions, the bias in the last column."""
 
     def drivers(self, frame: pl.DataFrame, k: int = DRIVERS) -> pl.DataFrame:
         """Per row, the ``k`` features that raise the churn risk the most (largest contribution
