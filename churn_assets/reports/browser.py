@@ -152,12 +152,29 @@ class Chromium:
         self._wait_for("Page.loadEventFired")
         drawn = json.loads(self.call("Runtime.evaluate", expression=_CHARTS_JS,
                                      returnByValue=True)["result"]["value"])
-        return PageReport(url=url, console_errors=self._errors(),
-                          requests=[e["params"]["request"]["url"] for e in self._events
-                                    if e.get("method") == "Network.requestWillBeSent"],
-                          **drawn)
+        return PageReport(url=url, console_errors=self.console_errors(),
+                          requests=self.requested(), **drawn)
 
-    def _errors(self) -> list[str]:
+    def requested(self) -> list[str]:
+        """Every URL the page asked for since it was loaded (scripts fetch after the load)."""
+        return [e["params"]["request"]["url"] for e in self._events
+                if e.get("method") == "Network.requestWillBeSent"]
+
+    def wait_until(self, expression: str, timeout: float | None = None) -> Any:
+        """Evaluate ``expression`` in the page until it is truthy (e.g. a script-built DOM is
+        there); return its value."""
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while True:
+            value = self.call("Runtime.evaluate", expression=expression,
+                              returnByValue=True)["result"].get("value")
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise BrowserError(f"timed out waiting for {expression!r} in the page")
+            time.sleep(0.1)
+
+    def console_errors(self) -> list[str]:
+        """Console errors and uncaught exceptions since the page was loaded."""
         errors = []
         for event in self._events:
             method, params = event.get("method"), event.get("params", {})

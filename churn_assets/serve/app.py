@@ -20,12 +20,14 @@ import polars as pl
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from churn_assets.serve.snapshot import OUTSIDE_POPULATION, Snapshot, SnapshotHolder
 from churn_assets.transforms.gold import FEATURE_SCHEMA
 
 API_KEY_ENV = "CHURN_API_KEY"
+DOCS_ASSETS = "/docs-assets"
 log = logging.getLogger("churn_assets.serve")
 
 
@@ -96,9 +98,13 @@ def create_app(holder: SnapshotHolder, api_key: str | None,
         yield
         stop.set()
 
-    app = FastAPI(title="churn-assets scoring API", version="1", lifespan=lifespan,
-                  description="Churn risk, value and next action per customer, from the "
-                  "champion model and the latest gold features.")
+    # /docs and /redoc from Swagger UI and ReDoc files shipped in the fastapi-offline wheel,
+    # served by this app under DOCS_ASSETS: no network at run time (FastAPI's own pages load
+    # them from a CDN). No online validator badge either: it would call out.
+    app = FastAPIOffline(title="churn-assets scoring API", version="1", lifespan=lifespan,
+                         description="Churn risk, value and next action per customer, from the "
+                         "champion model and the latest gold features.",
+                         static_url=DOCS_ASSETS, swagger_ui_parameters={"validatorUrl": None})
     bearer = HTTPBearer(auto_error=False, description=f"the key in ${API_KEY_ENV}")
 
     def authorized(credentials: Annotated[HTTPAuthorizationCredentials | None,

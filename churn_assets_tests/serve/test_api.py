@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 import threading
 import time
 from datetime import timedelta
@@ -17,6 +19,7 @@ import uvicorn
 from fastapi.testclient import TestClient
 
 from churn_assets.assets.decisions import recently_selected
+from churn_assets.reports.browser import Chromium, find_chromium
 from churn_assets.resources import build_resources
 from churn_assets.serve.app import create_app
 from churn_assets.serve.snapshot import SnapshotHolder
@@ -217,6 +220,63 @@ def test_new_features_and_a_new_champion_go_live_without_a_failed_request(
     assert len(statuses) > 20 and set(statuses) == {200}
     assert {("1", str(LAST)), ("1", str(tomorrow)), ("2", str(tomorrow))} <= seen
     assert KEY not in caplog.text
+
+
+def local_references(html: str) -> list[str]:
+    """Every address a docs page refers to; fails on any that names a host."""
+    found = re.findall(r'(?:src|href|spec-url)="([^"]*)"|url: \'([^\']*)\'', html)
+    refs = [a or b for a, b in found]
+    outside = [r for r in refs if not r.startswith("/") or r.startswith("//")]
+    assert not outside and not re.search(r"https?://", html), outside
+    return refs
+
+
+def test_the_docs_pages_load_only_from_the_api_itself(served):
+    """/docs (Swagger UI) and /redoc refer to scripts, styles and icons this app serves from
+    the installed fastapi-offline package, never to a CDN, and each of those answers."""
+    _, _, client = served
+    for page, wanted in (("/docs", {"/docs-assets/swagger-ui-bundle.js",
+                                    "/docs-assets/swagger-ui.css", "/openapi.json"}),
+                         ("/redoc", {"/docs-assets/redoc.standalone.js", "/openapi.json"})):
+        answer = client.get(page)
+        assert answer.status_code == 200, page
+        refs = local_references(answer.text)
+        assert wanted <= set(refs), (page, refs)
+        for ref in refs:
+            fetched = client.get(ref)
+            assert fetched.status_code == 200 and len(fetched.content) > 100, ref
+    assert client.get("/docs-assets/swagger-ui-bundle.js").headers["content-type"].startswith(
+        ("application/javascript", "text/javascript"))
+
+
+@pytest.mark.skipif(find_chromium() is None and not os.environ.get("CI"),
+                    reason="no Chromium here (CI installs Debian's chromium)")
+def test_swagger_ui_renders_every_operation_offline_in_a_browser(served):
+    """A real uvicorn and headless Chromium: Swagger UI draws the API's operations, and every
+    request the page made went to the API's own loopback address."""
+    _, holder, _ = served
+    server = uvicorn.Server(uvicorn.Config(create_app(holder, KEY), host="127.0.0.1", port=0,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.05)
+        base = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+        with Chromium() as browser:
+            browser.load(f"{base}/docs")
+            paths = browser.wait_until(
+                "[...document.querySelectorAll('.opblock-summary-path')]"
+                ".map(e => e.dataset.path || e.textContent).join('\\n')", timeout=60)
+            requested, errors = browser.requested(), browser.console_errors()
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    assert {"/v1/customers/{customer_id}/risk", "/v1/score", "/healthz", "/readyz"} <= set(
+        p.replace("\u200b", "") for p in paths.split("\n")), paths
+    assert f"{base}/openapi.json" in requested and f"{base}/docs-assets/swagger-ui-bundle.js" in requested
+    assert all(u.startswith(f"{base}/") or u.startswith("data:") for u in requested), requested
+    assert errors == []
 
 
 def test_serve_refuses_to_start_without_a_key(monkeypatch, capsys):
