@@ -21,6 +21,7 @@ the history with the revenue that really came.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -39,6 +40,7 @@ from churn_assets.ml.cltv_compare import compare_cltv
 from churn_assets.resources.store import DateWindow, TableStore
 from churn_assets.settings import DOMAINS, Paths
 from churn_assets.simulator import SimConfig, simulate
+from churn_assets.simulator.sparse import SparseRetailParams
 from churn_assets.simulator.state import EXPLICIT_CANCEL_SHARE, SEGMENT_BUY
 from churn_assets.simulator.vocab import SEGMENTS
 from churn_assets.steps.reads import column_bound, to_polars
@@ -146,7 +148,8 @@ def oracle_scores(world: SimulatedWorld, rows: pl.DataFrame) -> pl.DataFrame:
     ``alive`` (the customer's true churn day is after the snapshot)."""
     truth = world.truth_customers()
     if "purchase_rate_per_day" in truth.columns:
-        return _purchase_process_oracle(truth, rows, world.horizon_days)
+        summary = json.loads((world.paths.truth / "summary.json").read_text())
+        return _purchase_process_oracle(truth, rows, world.horizon_days, summary)
     truth = truth.select(
         "customer_id", "churn_date", "segment", "payment_risk")
     days = rows["snapshot_date"].unique().to_list()
@@ -180,23 +183,32 @@ def oracle_scores(world: SimulatedWorld, rows: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _purchase_process_oracle(truth: pl.DataFrame, rows: pl.DataFrame,
-                             horizon: int) -> pl.DataFrame:
-    """The sparse-retail preset's truth: a customer active on the snapshot day buys in the next
-    H days with probability 1 - exp(-lambda H) (a purchase happens whether or not it is their
-    last), an inactive one never does. ``hazard_oracle`` is the chance of leaving after the next
-    purchase (1 once gone)."""
-    joined = rows.select("snapshot_date", "customer_id").join(
-        truth.select("customer_id", "churn_date", "purchase_rate_per_day",
-                     "dropout_probability"), on="customer_id", how="left")
-    alive = (joined["churn_date"].is_null()
-             | (joined["churn_date"] > joined["snapshot_date"])).to_numpy()
-    rate = joined["purchase_rate_per_day"].fill_null(0.0).to_numpy()
-    return joined.select("snapshot_date", "customer_id").with_columns(
-        alive=pl.Series(alive),
-        hazard_oracle=np.where(alive, joined["dropout_probability"].fill_null(1.0).to_numpy(), 1.0),
-        label_oracle=np.where(alive, np.exp(-rate * horizon), 1.0),
+def _purchase_process_oracle(truth: pl.DataFrame, rows: pl.DataFrame, horizon: int,
+                             summary: dict[str, Any]) -> pl.DataFrame:
+    """The sparse-retail preset's truth: a customer still buying on the snapshot day makes no
+    purchase in the next H days with the probability their true state gives (rate, regularity,
+    fading, the season; ``simulator/sparse.py::no_purchase_probability``), one who has left
+    never buys. ``hazard_oracle`` is the chance of starting to leave after the next purchase
+    (1 once gone)."""
+    from churn_assets.simulator.sparse import no_purchase_probability, true_state
+
+    state = true_state(truth, rows, horizon, *_sparse_world(summary))
+    return rows.select("snapshot_date", "customer_id").with_columns(
+        alive=pl.Series(~state.gone),
+        hazard_oracle=np.where(state.gone, 1.0, state.dropout),
+        label_oracle=no_purchase_probability(state),
     )
+
+
+def _sparse_world(summary: dict[str, Any]) -> tuple:
+    """(start, days, params) of a sparse-retail world from its ``summary.json``; a world written
+    before the preset grew its realism (no ``params``) is the pure BG/NBD one."""
+    from churn_assets.simulator.sparse import SparseRetailParams
+
+    params = summary.get("params")
+    params = (SparseRetailParams(**params | {"regularity_shape": tuple(params["regularity_shape"])})
+              if params else SparseRetailParams.pure())
+    return date.fromisoformat(summary["start"]), int(summary["days"]), params
 
 
 def _label_probability(h: np.ndarray, mu: np.ndarray, horizon: int) -> np.ndarray:
@@ -233,6 +245,15 @@ def oracle_report(world: SimulatedWorld, config: ChurnTrainingConfig | None = No
     auc_alive = {name: m.classification_metrics(y[alive], p[alive])["roc_auc"]
                  for name, p in scores.items()}
     auc["recency_alone"] = result.recency_auc
+    # Where the history is long enough to show a customer's rhythm (3+ orders), a model of the
+    # gaps can beat RFM; with one or two orders there is little beyond recency and age.
+    orders = valid["orders_total"].fill_null(0).to_numpy()
+    by_orders = {}
+    for name, mask in (("1", orders <= 1), ("2", orders == 2), ("3+", orders >= 3)):
+        if 0 < y[mask].sum() < mask.sum():
+            by_orders[name] = {"rows": int(mask.sum()), "churned": float(y[mask].mean())} | {
+                k: m.classification_metrics(y[mask], p[mask])["roc_auc"]
+                for k, p in scores.items()}
     if result.model.spec.process is not None:
         # Ranking by the MBG/NBD expected orders alone: on a world that is itself BG/NBD, about
         # the best any model of the observed purchase history can do.
@@ -248,6 +269,7 @@ def oracle_report(world: SimulatedWorld, config: ChurnTrainingConfig | None = No
         "ece_baseline": result.metrics["baseline"]["ece"],
         "roc_auc": auc,
         "roc_auc_alive_rows": auc_alive,
+        "roc_auc_by_orders": by_orders,
         "alive_share": float(alive.mean()),
         "pr_auc": {"model": result.metrics["model"]["pr_auc"],
                    "baseline": result.metrics["baseline"]["pr_auc"]},
@@ -309,15 +331,20 @@ def pipeline_cltv_report(store: TableStore, horizon_days: int) -> dict[str, Any]
 
 def world_report(home: Path, config: SimConfig, *, sparse: bool, horizon_days: int = 90,
                  training_days: int = 120, snapshot_every_days: int = 1,
-                 validation_days: int = 14) -> dict[str, Any]:
-    """Simulate a world (default or sparse-retail preset) into ``home`` and report the churn
-    model (against the truth) and both CLTV models, computing features only for the snapshot
-    days training reads: the same numbers the pipeline gives with these settings, faster."""
+                 validation_days: int = 14,
+                 sparse_params: SparseRetailParams | None = None) -> dict[str, Any]:
+    """Simulate a world (default or sparse-retail preset, with ``sparse_params``) into ``home``
+    and report the churn model (against the truth) and both CLTV models, computing features
+    only for the snapshot days training reads: the same numbers the pipeline gives with these
+    settings, faster."""
     from churn_assets.ml.dataset import only_at_risk
     from churn_assets.simulator.sparse import simulate_sparse
 
     paths = Paths(Path(home))
-    (simulate_sparse if sparse else simulate)(paths, config)
+    if sparse:
+        simulate_sparse(paths, config, sparse_params)
+    else:
+        simulate(paths, config)
     silver = silver_from_landing(paths)
     last = config.start + timedelta(days=config.days - 1)
     labelled_last = last - timedelta(days=horizon_days)
@@ -340,7 +367,8 @@ def world_report(home: Path, config: SimConfig, *, sparse: bool, horizon_days: i
           .partition_by("snapshot_date", as_dict=True).items()}
     cltv = compare_cltv(at, silver["payments"], labelled_last, horizon_days, config.start)
     if sparse:
-        cltv["oracle"] = _cltv_oracle(paths, silver["payments"], labelled_last, horizon_days)
+        cltv["oracle"] = _cltv_oracle(paths, features, silver["payments"], labelled_last,
+                                      horizon_days)
     return {"world": {"preset": "sparse-retail" if sparse else "default",
                       "customers": config.customers, "days": config.days,
                       "training_days": training_days,
@@ -348,18 +376,19 @@ def world_report(home: Path, config: SimConfig, *, sparse: bool, horizon_days: i
             "churn": churn, "cltv": cltv}
 
 
-def _cltv_oracle(paths: Paths, payments: pl.DataFrame, cutoff: date,
+def _cltv_oracle(paths: Paths, features: pl.DataFrame, payments: pl.DataFrame, cutoff: date,
                  horizon_days: int) -> dict[str, float]:
-    """The sparse preset's true expected revenue over the holdout: an active customer makes
-    (1 - exp(-lambda p H)) / p purchases in H days (they leave after a purchase with
-    probability p), each worth their true mean value; Spearman and top decile of that."""
-    truth = pl.read_parquet(paths.truth / "customers.parquet").filter(
-        pl.col("signup_date") <= cutoff)
-    active = (truth["churn_date"].is_null() | (truth["churn_date"] > cutoff)).to_numpy()
-    rate, leave = (truth[c].to_numpy() for c in ("purchase_rate_per_day", "dropout_probability"))
-    purchases = -np.expm1(-rate * leave * horizon_days) / np.maximum(leave, 1e-12)
-    expected = truth.select("customer_id").with_columns(
-        cltv=active * purchases * truth["mean_order_value"].to_numpy())
+    """The sparse preset's true expected revenue over the holdout, from every known customer's
+    true state on ``cutoff`` (``simulator/sparse.py::expected_revenue``, simulated forward);
+    Spearman and top decile of that: about the best a CLTV ranking can do."""
+    from churn_assets.simulator.sparse import expected_revenue, true_state
+
+    start, days, params = _sparse_world(json.loads((paths.truth / "summary.json").read_text()))
+    # Sorted: the simulated draws then fall to the same customers on every run.
+    rows = features.filter(pl.col("snapshot_date") == cutoff).sort("customer_id")
+    truth = pl.read_parquet(paths.truth / "customers.parquet")
+    state = true_state(truth, rows, horizon_days, start, days, params)
+    expected = rows.select("customer_id").with_columns(cltv=expected_revenue(state, params))
     actual = actual_revenue(payments, cutoff, cutoff + timedelta(days=horizon_days))
     return evaluate_cltv(expected, actual).as_dict()
 
@@ -405,6 +434,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--training-days", type=int)
     parser.add_argument("--snapshot-every-days", type=int)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--pure-bgnbd", action="store_true",
+                        help="sparse-retail as plain BG/NBD + Gamma-Gamma: no replenishment "
+                             "cycles, fading or season (the preset of issue 20's first round)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     sparse = args.preset == "sparse-retail"
@@ -418,7 +450,8 @@ def main(argv: list[str] | None = None) -> int:
         report = world_report(
             Path(home), config, sparse=sparse,
             training_days=args.training_days or (365 if sparse else 120),
-            snapshot_every_days=args.snapshot_every_days or (7 if sparse else 1))
+            snapshot_every_days=args.snapshot_every_days or (7 if sparse else 1),
+            sparse_params=SparseRetailParams.pure() if args.pure_bgnbd else None)
     text = json.dumps(report, indent=1, default=str)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -427,6 +460,9 @@ def main(argv: list[str] | None = None) -> int:
     auc = churn["roc_auc"]
     print(f"{args.preset}: {config.customers:,} customers, {config.days} days")
     print("  churn ROC-AUC " + ", ".join(f"{k} {v:.4f}" for k, v in auc.items()))
+    for bucket, v in churn["roc_auc_by_orders"].items():
+        print(f"  {bucket} order(s) at the snapshot ({v['rows']:,} rows, {v['churned']:.0%} churn): "
+              f"model {v['model']:.4f}, baseline {v['baseline']:.4f}")
     print(f"  ECE {churn['ece_calibrated']:.4f} (uncalibrated {churn['ece_uncalibrated']:.4f}); "
           f"{churn['scorer_reason']}")
     for name, v in cltv["models"].items():

@@ -1,9 +1,11 @@
 """The sparse-retail preset against the published CDNOW summaries it is calibrated to (README,
-"Simulate a business"), read back through bronze and silver like any export."""
+"The sparse-retail preset"), read back through bronze and silver like any export; the three
+departures from BG/NBD (replenishment cycles, fading before leaving, a holiday season) as seen in
+that data; and the oracles its truth gives."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 import numpy as np
 import polars as pl
@@ -16,6 +18,9 @@ from churn_assets.simulator import DirtConfig
 from churn_assets.simulator.sparse import (
     CDNOW_SAMPLE_CUSTOMERS,
     SparseRetailParams,
+    TrueState,
+    expected_revenue,
+    no_purchase_probability,
     simulate_sparse,
     sparse_retail_config,
 )
@@ -66,6 +71,95 @@ def test_matches_the_cdnow_summaries(cdnow_sized):
     per_customer_mean = orders.group_by("customer_id").agg(pl.col("amount").mean())["amount"]
     assert per_customer_mean.max() >= 8 * per_customer_mean.median()
     assert summary.churned_explicit == 0
+
+
+def _paid_with_truth(paths, payments):
+    truth = pl.read_parquet(paths.truth / "customers.parquet")
+    return (payments.filter(pl.col("status") == "paid")
+            .join(truth, on="customer_id", how="inner")
+            .sort("customer_id", "created_at")
+            .with_columns(gap=pl.col("created_at").diff().over("customer_id").dt.total_hours()
+                          / 24.0))
+
+
+def test_replenishment_buyers_are_regular(cdnow_sized):
+    """A cycle buyer's gaps scatter less around their own mean than a Poisson buyer's (whose
+    coefficient of variation is 1), and cycle buying is commoner for consumables."""
+    paths, _, _, payments = cdnow_sized
+    paid = _paid_with_truth(paths, payments).filter(pl.col("fading_date").is_null())
+    cv = (paid.drop_nulls("gap").group_by("customer_id")
+          .agg(pl.col("regularity").first(), n=pl.len(),
+               cv=pl.col("gap").std() / pl.col("gap").mean())
+          .filter(pl.col("n") >= 4))
+    regular = cv.filter(pl.col("regularity") > 1)["cv"].median()
+    poisson = cv.filter(pl.col("regularity") == 1)["cv"].median()
+    assert regular < 0.55 < 0.8 < poisson, (regular, poisson)
+    truth = pl.read_parquet(paths.truth / "customers.parquet").with_columns(
+        cycle=pl.col("regularity") > 1,
+        consumable=pl.col("favourite_category").is_in(["beauty", "grocery"]))
+    share = dict(truth.group_by("consumable").agg(pl.col("cycle").mean()).iter_rows())
+    assert 0.5 <= share[True] <= 0.7 and 0.15 <= share[False] <= 0.25, share
+
+
+def test_customers_fade_before_they_leave(cdnow_sized):
+    """After the purchase that starts a customer's fading phase, baskets are ~30 % smaller and
+    gaps longer than the same customer's before it."""
+    paths, _, _, payments = cdnow_sized
+    paid = _paid_with_truth(paths, payments).filter(pl.col("fading_date").is_not_null())
+    paid = paid.with_columns(fading=pl.col("event_date") >= pl.col("fading_date"))
+    per = paid.group_by("customer_id").agg(
+        before=pl.col("amount").filter(~pl.col("fading")).mean(),
+        after=pl.col("amount").filter(pl.col("fading")).mean(),
+        gap_before=pl.col("gap").filter(~pl.col("fading")).mean(),
+        gap_after=pl.col("gap").filter(pl.col("fading")).mean()).drop_nulls()
+    assert per.height > 100
+    assert 0.6 <= (per["after"] / per["before"]).median() <= 0.8
+    assert (per["gap_after"] / per["gap_before"]).median() > 1.5
+    # Everyone who left faded first; fading is not leaving.
+    truth = pl.read_parquet(paths.truth / "customers.parquet")
+    left = truth.drop_nulls("churn_date")
+    assert left["fading_date"].is_not_null().all()
+    assert (left["churn_date"] >= left["fading_date"]).all()
+    assert truth.filter(pl.col("fading_date").is_not_null() & pl.col("churn_date").is_null()
+                        ).height > 0
+
+
+def test_holiday_season(cdnow_sized):
+    """November-December buys more a day than September-October, although fewer customers are
+    still buying by then (a pure BG/NBD cohort only thins out)."""
+    _, _, _, payments = cdnow_sized
+    paid = payments.filter(pl.col("status") == "paid")
+
+    def per_day(first: str, last: str) -> float:
+        lo, hi = date.fromisoformat(first), date.fromisoformat(last)
+        n = paid.filter(pl.col("event_date").is_between(lo, hi)).height
+        return n / ((hi - lo).days + 1)
+
+    assert per_day("2025-11-01", "2025-12-31") > 1.2 * per_day("2025-09-01", "2025-10-31")
+    assert per_day("2026-01-01", "2026-02-28") < per_day("2025-11-01", "2025-12-31")
+
+
+def test_oracles_reduce_to_bgnbd():
+    """With the departures off, the probability of no purchase is BG/NBD's exp(-lambda H) and
+    the simulated expected revenue its closed form (1 - exp(-lambda p H)) / p purchases."""
+    pure = SparseRetailParams.pure()
+    rate = np.array([0.002, 0.01, 0.05, 0.0])
+    dropout = np.array([0.2, 0.5, 0.1, 0.3])
+    state = TrueState(since=np.array([3.0, 40.0, 1.0, 5.0]), rate=rate,
+                      regularity=np.ones(4), fading=np.zeros(4, dtype=bool),
+                      gone=rate == 0, value=np.array([30.0, 50.0, 20.0, 40.0]),
+                      dropout=dropout, window=np.full(4, 90.0))
+    np.testing.assert_allclose(no_purchase_probability(state), np.exp(-rate * 90), rtol=1e-9)
+    closed = -np.expm1(-rate * dropout * 90) / dropout * state.value
+    np.testing.assert_allclose(expected_revenue(state, pure, runs=20_000), closed, rtol=0.05,
+                               atol=0.05)
+    # A cycle buyer who bought just now will not buy again soon; one who is overdue will.
+    regular = TrueState(since=np.array([1.0, 60.0]), rate=np.full(2, 1 / 60),
+                        regularity=np.full(2, 8.0), fading=np.zeros(2, dtype=bool),
+                        gone=np.zeros(2, dtype=bool), value=np.full(2, 30.0),
+                        dropout=np.full(2, 0.2), window=np.full(2, 20.0))
+    fresh, due = no_purchase_probability(regular)
+    assert fresh > 0.95 and due < 0.5
 
 
 def test_truth_and_domains(cdnow_sized):
