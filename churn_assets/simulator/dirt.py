@@ -1,8 +1,9 @@
-"""Real-world export flaws, injected into records with their own random generator.
+"""Real-world export flaws, injected into records with their own keyed draws.
 
-The dirt generator is separate from the business's, so turning dirt on or off never changes
-what the business did, only how it was exported. Every injected flaw is counted, per domain, so
-bronze can reconcile what it ingested against what was sent.
+Dirt draws are keyed by (domain, kind, day, row key) (``keyed``), never by a row's position, so
+turning dirt on or off never changes what the business did, only how it was exported; and one
+customer's extra or missing rows never change the dirt on anyone else's. Every injected flaw is
+counted, per domain, so bronze can reconcile what it ingested against what was sent.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import numpy as np
 from churn_assets.ingest.columns import COLUMNS, LATE_COLUMNS
 from churn_assets.ingest.landing import DOMAIN_FORMATS
 from churn_assets.simulator.config import DirtConfig
+from churn_assets.simulator.keyed import Keyed, integers
+from churn_assets.simulator.records import KEY
 from churn_assets.simulator.schema import (
     BAD_VALUES,
     NULL,
@@ -37,8 +40,8 @@ KEYS = {
     "tickets": ("ticket_id", "customer_id"),
     "marketing": ("interaction_id", "customer_id"),
 }
-# Broken lines are spliced back at a few points of a file, as a burst of corruption would be.
-SPLICE_POINTS = 16
+# Marks the copies a duplicate inserts (1) beside the originals (0), so each has its own draws.
+COPY = "#copy"
 
 
 @dataclass
@@ -60,8 +63,8 @@ class Export:
 
 
 class Dirt:
-    def __init__(self, config: DirtConfig, days: int, rng: np.random.Generator):
-        self.config, self.days, self.rng = config, days, rng
+    def __init__(self, config: DirtConfig, days: int, keyed: Keyed):
+        self.config, self.days, self.keyed = config, days, keyed
         self.switch_day = config.switch_day(days)
         self.late: dict[tuple[str, int], list[Records]] = {}
         self.counts: dict[str, Counter] = {d: Counter() for d in COLUMNS}
@@ -74,49 +77,54 @@ class Dirt:
         """Make one domain-day's records as dirty as configured, and count what was done.
 
         Row moves (late, duplicated, broken) are worked out on indices and applied with
-        ``take``. Dirt is sparse, so the indices of hit rows are drawn directly rather than a
-        coin flip per row.
+        ``take``; whether a row is hit is a keyed draw on the row's key.
         """
         count = self.counts[domain]
         count["records"] += height(records)
-        rec = self._offsets(domain, records)
+        rec = self._offsets(domain, t, records)
         rec, rows = self._late(domain, t, rec)
         rec = _take_rows(rec, rows)
         # Cells are spoiled before rows are copied, so a duplicate is an exact copy.
-        rec = self._nulls(domain, rec)
-        rec = self._bad_values(domain, rec)
-        rows = self._duplicates(domain, np.arange(height(rec)))
-        rows, broken = self._break_lines(domain, rec, rows)
+        rec = self._nulls(domain, t, rec)
+        rec = self._bad_values(domain, t, rec)
+        rec = self._duplicates(domain, t, rec)
+        rows, broken = self._break_lines(domain, t, rec)
         rec = _take_rows(rec, rows)
         out = Export(domain, t, self.columns(domain, t), rec, broken)
-        n = height(rec)
         # The last day cannot be re-dropped "after later days were written".
-        if n >= 10 and t < self.days - 1 and self._pick(1, self.config.redrop_rate).size:
-            keep = self.rng.random(n) >= self.rng.uniform(0.05, 0.15)
-            keep[self.rng.integers(0, n)] = False  # a flawed drop always lacks something
-            out.flawed, out.redrop_day = take(rec, keep), t + int(self.rng.integers(1, 4))
-            count["redrops"] += 1
-            count["redrop_missing_rows"] += int((~keep).sum())
+        if t < self.days - 1 and self._day_draw(domain, "redrop", t) < self.config.redrop_rate:
+            missing_share = 0.05 + 0.10 * self._day_draw(domain, "redrop.share", t)
+            keep = self._row_draw(domain, "redrop.keep", t, rec) >= missing_share
+            if not keep.all():  # a flawed drop lacks something; a tiny day may lack nothing
+                out.flawed = take(rec, keep)
+                out.redrop_day = t + 1 + int(3 * self._day_draw(domain, "redrop.day", t))
+                count["redrops"] += 1
+                count["redrop_missing_rows"] += int((~keep).sum())
         count["rows"] += out.rows
         return out
 
-    def _pick(self, size: int, rate: float) -> np.ndarray:
-        """Sorted indices of the rows (out of ``size``) a flaw with this rate hits."""
-        if rate <= 0.0 or size == 0:
-            return np.empty(0, dtype=np.int64)
-        if rate > 0.05:
-            return np.flatnonzero(self.rng.random(size) < rate)
-        hits = int(self.rng.binomial(size, rate))
-        return np.sort(self.rng.choice(size, hits, replace=False))
+    def _day_draw(self, domain: str, kind: str, t: int) -> float:
+        return self.keyed.scalar(f"dirt.{domain}.{kind}", t)
 
-    def _offsets(self, domain: str, rec: Records) -> Records:
+    def _row_draw(self, domain: str, kind: str, t: int, rec: Records) -> np.ndarray:
+        """One uniform per row, keyed by the row's key (and whether it is a duplicate's copy)."""
+        return self.keyed.uniform(f"dirt.{domain}.{kind}", t, rec[KEY], rec.get(COPY))
+
+    def _hits(self, domain: str, kind: str, t: int, rec: Records, rate: float) -> np.ndarray:
+        """Sorted indices of the rows a flaw with this rate hits."""
+        if rate <= 0.0 or height(rec) == 0:
+            return np.empty(0, dtype=np.int64)
+        return np.flatnonzero(self._row_draw(domain, kind, t, rec) < rate)
+
+    def _offsets(self, domain: str, t: int, rec: Records) -> Records:
         if self.config.mixed_tz_rate <= 0.0:
             return rec
         rec, n = dict(rec), height(rec)
         for name in timestamps(domain):
-            mixed = self._pick(n, self.config.mixed_tz_rate)
+            mixed = self._hits(domain, f"tz.{name}", t, rec, self.config.mixed_tz_rate)
             codes = np.zeros(n, dtype=np.int64)
-            codes[mixed] = self.rng.integers(1, len(TZ_OFFSETS), mixed.size)
+            codes[mixed] = integers(self._row_draw(domain, f"tz_code.{name}", t, rec)[mixed],
+                                    1, len(TZ_OFFSETS))
             rec[tz(name)] = codes
             self.counts[domain]["mixed_tz"] += int((rec[name][mixed] != NULL).sum())
         return rec
@@ -124,10 +132,12 @@ class Dirt:
     def _late(self, domain: str, t: int, rec: Records) -> tuple[Records, np.ndarray]:
         """Some records miss their day's drop and arrive 1-3 days later, with their own times."""
         n = height(rec)
-        late = self._pick(n, self.config.late_rate) if t < self.days - 1 else np.empty(0, np.int64)
+        late = (self._hits(domain, "late", t, rec, self.config.late_rate) if t < self.days - 1
+                else np.empty(0, np.int64))
         rows = np.arange(n)
         if late.size:
-            target = np.minimum(t + self.rng.integers(1, 4, late.size), self.days - 1)
+            delay = integers(self._row_draw(domain, "late.days", t, rec)[late], 1, 4)
+            target = np.minimum(t + delay, self.days - 1)
             for day in np.unique(target).tolist():
                 self.late.setdefault((domain, day), []).append(take(rec, late[target == day]))
             rows = np.delete(rows, late)
@@ -138,61 +148,67 @@ class Dirt:
             rows = np.concatenate([rows, np.arange(n, height(rec))])
         return rec, rows
 
-    def _duplicates(self, domain: str, rows: np.ndarray) -> np.ndarray:
-        dup = self._pick(rows.size, self.config.duplicate_rate)
+    def _duplicates(self, domain: str, t: int, rec: Records) -> Records:
+        """Some rows are written twice: the copy right after its original, as when a record is
+        sent again. Copies are marked in ``COPY``, so later dirt draws apart for them."""
+        dup = self._hits(domain, "duplicate", t, rec, self.config.duplicate_rate)
+        rec = dict(rec)
+        rec[COPY] = np.zeros(height(rec), dtype=np.int64)
         if dup.size == 0:
-            return rows
-        # A copy lands a little later in the same file, as when a batch is sent twice.
-        where = np.minimum(dup + self.rng.integers(1, 500, dup.size), rows.size)
+            return rec
         self.counts[domain]["duplicates"] += int(dup.size)
-        return np.insert(rows, where, rows[dup])
+        rows = np.insert(np.arange(height(rec)), dup + 1, dup)
+        out = take(rec, rows)
+        out[COPY][dup + 1 + np.arange(dup.size)] = 1
+        return out
 
-    def _break_lines(self, domain: str, rec: Records, rows: np.ndarray):
-        """Structurally broken lines (CSV and JSON only), kept aside and spliced in when written."""
+    def _break_lines(self, domain: str, t: int, rec: Records):
+        """Structurally broken lines (CSV and JSON only), kept aside and spliced back where the
+        row was when written."""
+        rows = np.arange(height(rec))
         if DOMAIN_FORMATS[domain] == "parquet":
             return rows, []
-        hit = self._pick(rows.size, self.config.malformed_rate / 2)
+        hit = self._hits(domain, "break", t, rec, self.config.malformed_rate / 2)
         if hit.size == 0:
             return rows, []
-        broken = take(rec, rows[hit])
-        broken["#break"] = self.rng.integers(0, BREAK_KINDS * 60, hit.size)
-        position = hit - np.arange(hit.size)  # row index among the rows that stay whole
-        step = max(1, -(-(rows.size - hit.size) // SPLICE_POINTS))
-        anchor = (position // step) * step
+        broken = take(rec, hit)
+        broken["#break"] = integers(self._row_draw(domain, "break.kind", t, rec)[hit], 0, BREAK_KINDS * 60)
+        anchor = hit - np.arange(hit.size)  # row index among the rows that stay whole
         spliced = [(int(a), take(broken, anchor == a)) for a in np.unique(anchor).tolist()]
         self.counts[domain]["malformed"] += int(hit.size)
         return np.delete(rows, hit), spliced
 
-    def _nulls(self, domain: str, rec: Records) -> Records:
+    def _nulls(self, domain: str, t: int, rec: Records) -> Records:
         rate, n = self.config.null_rate, height(rec)
         if rate <= 0.0 or n == 0:
             return rec
-        rec = dict(rec)
+        out = dict(rec)
         for name in SCHEMAS[domain]:
-            hit = self._pick(n, rate * (0.1 if name in KEYS[domain] else 1.0))
+            hit = self._hits(domain, f"null.{name}", t, rec, rate * (0.1 if name in KEYS[domain] else 1.0))
             if hit.size:
-                self.counts[domain]["nulls"] += int((rec[name][hit] != NULL).sum())
-                rec[name] = rec[name].copy()  # columns may share one array (name, email, …)
-                rec[name][hit] = NULL
-        return rec
+                self.counts[domain]["nulls"] += int((out[name][hit] != NULL).sum())
+                out[name] = out[name].copy()  # columns may share one array (name, email, …)
+                out[name][hit] = NULL
+        return out
 
-    def _bad_values(self, domain: str, rec: Records) -> Records:
+    def _bad_values(self, domain: str, t: int, rec: Records) -> Records:
         """Well-formed lines with a value silver must reject (``N/A`` amounts, bad dates…)."""
         structural = DOMAIN_FORMATS[domain] != "parquet"
         n = height(rec)
-        hit = self._pick(n, self.config.malformed_rate / (2 if structural else 1))
+        hit = self._hits(domain, "bad", t, rec, self.config.malformed_rate / (2 if structural else 1))
         if hit.size == 0:
             return rec
-        rec, options = dict(rec), list(BAD_VALUES[domain])
-        column = self.rng.integers(0, len(options), hit.size)
+        out, options = dict(rec), list(BAD_VALUES[domain])
+        column = integers(self._row_draw(domain, "bad.column", t, rec)[hit], 0, len(options))
+        value = self._row_draw(domain, "bad.value", t, rec)[hit]
         for i, name in enumerate(options):
             rows = hit[column == i]
             if rows.size:
                 codes = np.full(n, NULL)
-                codes[rows] = self.rng.integers(0, len(BAD_VALUES[domain][name]), rows.size)
-                rec[bad(name)] = codes
+                codes[rows] = integers(value[column == i], 0, len(BAD_VALUES[domain][name]))
+                out[bad(name)] = codes
         self.counts[domain]["bad_values"] += int(hit.size)
-        return rec
+        return out
 
 
 def _take_rows(rec: Records, rows: np.ndarray) -> Records:

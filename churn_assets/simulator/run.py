@@ -15,20 +15,27 @@ Ground truth, under ``paths.truth`` (the pipeline never reads it):
 - ``hazard/<YYYY-MM-DD>.parquet``: for every customer at risk that day: hazard (after any
   retention action), hazard_untreated, engagement and satisfaction (0-1), treated (an action
   in the last 30 days, responder or not), treatment_effect (the share of the hazard the
-  action removes that day; 0 for non-responders) and churned.
+  action removes that day; 0 for non-responders) and churned. And the oracle of what each
+  action would do if the customer were contacted that day (a decision of snapshot day D is
+  contacted on D + 1: its oracle is in ``hazard/<D+1>``): churn_probability_window (no action,
+  over the next 30 days), revenue_rate (expected paid revenue per day), and per action
+  ``effect_<action>``, ``churn_reduction_<action>``, ``revenue_kept_<action>``
+  (``BusinessState._true_effects``).
 - ``summary.json``: ``SimSummary.to_dict()``; ``state/``: the final ``BusinessState``.
 
 A run can stop early (``until``) and a later run can go further into the same home: the
-history is a pure function of the config and the actions, day by day. Every random stream is
-seeded from ``config.seed`` alone and drawn in day order; what a day draws depends only on the
-days before it and on the actions of that day (an action on day D changes the draws, records and
-drops from day D on, never before). Whatever is planned "for the end of the history" (late rows,
-re-drops owed past the last day, the day new columns appear) follows ``config.days``, not
-``until``. So the drops of days <= X are byte-identical whether a run stops at X or later, and
-whatever actions are dated after X; rows and re-drops owed to days after ``until`` are simply not
-written yet. With ``until``, the truth describes the world on that day: hazard files through it,
-``customers.parquet`` with churn (and traits such as the segment) as of that day (a later churn
-is null), ``state/`` after it.
+history is a pure function of the config and the actions, day by day. Every random draw is keyed
+by (seed, purpose, day, customer, item) (``keyed``), not drawn from a shared stream: what a
+customer does on a day depends only on the seed, the days before and the actions taken on that
+customer, and the dirt on a row only on the row. So an action on customer C on day D changes C's
+rows from D + 1 on (its own marketing row on D) and nothing else, dirt included: a world with
+actions and its no-action twin are exact counterfactuals of each other, customer by customer.
+Whatever is planned "for the end of the history" (late rows, re-drops owed past the last day,
+the day new columns appear) follows ``config.days``, not ``until``. So the drops of days <= X are
+byte-identical whether a run stops at X or later, and whatever actions are dated after X; rows
+and re-drops owed to days after ``until`` are simply not written yet. With ``until``, the truth
+describes the world on that day: hazard files through it, ``customers.parquet`` with churn (and
+traits such as the segment) as of that day (a later churn is null), ``state/`` after it.
 """
 
 from __future__ import annotations
@@ -59,6 +66,10 @@ from churn_assets.simulator.domains import build_day
 from churn_assets.simulator.state import BusinessState, DayPlan
 from churn_assets.simulator.writer import Renderer
 
+# What each action would do to each customer at risk, if contacted that day (the oracle).
+ORACLE_COLUMNS = ("churn_probability_window", "revenue_rate", *(
+    f"{kind}_{action}" for action in V.ACTIONS
+    for kind in ("effect", "churn_reduction", "revenue_kept")))
 # A day with more rows than this is written before the next one is generated (bounds memory).
 BIG_DAY_ROWS = 2_000_000
 DIRT_KINDS = ("duplicates", "late", "malformed", "bad_values", "nulls", "mixed_tz", "redrops",
@@ -130,20 +141,18 @@ def simulate(
     """
     started = time.perf_counter()
     last = _last_day_index(config, until)
-    business_seed, rows_seed, dirt_seed = np.random.SeedSequence(config.seed).spawn(3)
     start_epoch = (config.start - date(1970, 1, 1)).days * 86400
-    state = BusinessState(config.customers, config.days, start_epoch, np.random.default_rng(business_seed))
+    state = BusinessState(config.customers, config.days, start_epoch, config.seed)
     static = {k: getattr(state, k) for k in ("first_name", "last_name", "region", "phone_number")}
     renderer = Renderer(config.customers, start_epoch, static)
-    dirt = Dirt(config.dirt, config.days, np.random.default_rng(dirt_seed))
+    dirt = Dirt(config.dirt, config.days, state.keyed)
     todo = _index_actions(actions, config)
     hazard_dir = paths.truth / "hazard"
     hazard_dir.mkdir(parents=True, exist_ok=True)
     for old in hazard_dir.glob("*.parquet"):
         old.unlink()
     try:
-        redropped = _run_days(paths, config, state, renderer, dirt, todo,
-                              np.random.default_rng(rows_seed), progress, last)
+        redropped = _run_days(paths, config, state, renderer, dirt, todo, progress, last)
     finally:
         renderer.close()
 
@@ -168,7 +177,7 @@ def simulate(
 
 
 def _run_days(paths, config: SimConfig, state: BusinessState, renderer: Renderer, dirt: Dirt,
-              todo: dict, rows_rng: np.random.Generator, progress, last: int) -> list[tuple[str, int]]:
+              todo: dict, progress, last: int) -> list[tuple[str, int]]:
     """The day loop through day index ``last``: generate and dirty in this thread, render and
     write in one writer thread.
 
@@ -182,7 +191,7 @@ def _run_days(paths, config: SimConfig, state: BusinessState, renderer: Renderer
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sim-writer") as writer:
         for t in range(last + 1):
             plan = state.step(t, todo.get(t))
-            records = build_day(state, plan, rows_rng)
+            records = build_day(state, plan)
             exports = [
                 e for e in (dirt.export(domain, t, records[domain]) for domain in DOMAINS)
                 if e.domain in config.domains
@@ -269,6 +278,7 @@ def _hazard_frame(renderer: Renderer, plan: DayPlan, start: date) -> pl.DataFram
             "treated": h["treated"],
             "treatment_effect": h["treatment_effect"],
             "churned": h["churned"],
+            **{name: h[name] for name in ORACLE_COLUMNS},
         }
     )
 

@@ -5,7 +5,10 @@ satisfaction ``s``, each an AR(1) around the customer's baseline. About a third 
 an engagement baseline that starts to fade on some day: falling engagement is the main early
 signal of churn. Failed payments, refunds and bad support experiences push satisfaction down and
 leave decaying "scars" (``fail_recent``, ``bad_support``) that raise the churn hazard directly.
-Nothing here writes rows; ``domains`` turns a day's plan into records.
+Retention actions remove a share of the hazard that fades day by day; how large a share is
+heterogeneous and follows what the business can see (``action_effects``). Every draw is keyed
+(``keyed``), so a customer's path depends only on the seed, the customer and the actions taken
+on that customer. Nothing here writes rows; ``domains`` turns a day's plan into records.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import numpy as np
 import polars as pl
 
 from churn_assets.simulator import vocab as V
+from churn_assets.simulator.keyed import Keyed, binomial, categorical, integers, poisson
 
 PRE_START_SHARE = 0.70
 # Intercept of the daily churn log-odds; calibrated so ~20-35% of 3000 customers churn in 120 days.
@@ -26,10 +30,29 @@ SEGMENT_HAZARD = np.array([0.30, 0.0, -0.45])
 CHANNEL_HAZARD = np.array([-0.10, 0.10, 0.25, -0.35, 0.35, 0.0])
 SEGMENT_BUY = np.array([0.11, 0.16, 0.22])
 EXPLICIT_CANCEL_SHARE = 0.15
-ACTION_DECAY = np.array([0.93, 0.85, 0.96])
+# Daily fade of an action's effect (voucher, e-mail, loyalty reward).
+ACTION_DECAY = np.array([0.96, 0.90, 0.97])
+RESPONDER_SHARE = 0.9
+# The truth's window for an action's effect, the pipeline's default ``[scoring]
+# outcome_window_days``: churn probability and revenue over the days t+1 .. t+30 after a contact.
+EFFECT_WINDOW_DAYS = 30
+# The window's days are summed at the midpoints of EFFECT_STEP-day blocks (smooth in the day).
+EFFECT_STEP = 5
 OFFER_DAYS = 7
 TREATED_DAYS = 30
 VOUCHER_PCT, LOYALTY_PCT = 20, 10
+SEGMENT_PRICE = np.array([28.0, 42.0, 65.0])
+CATEGORY_PRICE = np.array([2.2, 1.0, 1.3, 0.7, 1.2, 0.5, 0.6])
+OWN_CATEGORY_SHARE = 0.6
+PRICE_SIGMA = 0.55
+QUANTITY_MEAN = 0.5  # items per order beyond the first (Poisson)
+RETRY_SHARE, RECOVER_SHARE = 0.6, 0.7
+# Caps that bound a customer's rows per day, so record ids can be made from (day, customer,
+# item) alone: at most MAX_SESSIONS sessions, each with at most MAX_EVENTS events.
+MAX_SESSIONS, MAX_EVENTS = 15, 32
+# Id stride per (day, customer): the most items of a kind one customer can have in a day.
+ID_STRIDE = {"session": 16, "event": 16 * MAX_EVENTS, "order": 16, "txn": 64, "mkt": 16,
+             "ticket": 1}
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -38,16 +61,7 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
 def draw(rng: np.random.Generator, share: np.ndarray, size: int) -> np.ndarray:
     """``size`` categorical codes with probabilities ``share`` (faster than ``rng.choice``)."""
-    cdf = np.cumsum(share) / np.sum(share)
-    return np.minimum(np.searchsorted(cdf, rng.random(size), side="right"), len(share) - 1)
-
-
-def _binomial(rng: np.random.Generator, trials: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """Binomial draws only where there is something to draw (most customers have no orders)."""
-    out = np.zeros(trials.size, dtype=np.int64)
-    some = np.flatnonzero(trials > 0)
-    out[some] = rng.binomial(trials[some], p[some])
-    return out
+    return categorical(rng.random(size), share)
 
 
 @dataclass
@@ -76,45 +90,50 @@ class DayPlan:
 
 
 class BusinessState:
-    """All customers' traits and latent state as numpy arrays, plus the generator that moves them.
+    """All customers' traits and latent state as numpy arrays, and the day step that moves them.
 
     ``step(t, actions)`` advances one day and returns the day's plan; a later caller can feed it
-    actions day by day. The draws that move the latent state and decide churn are made for every
-    customer every day, so an action on day D leaves every other customer's day D+1 unchanged.
+    actions day by day. Every draw is keyed by (seed, purpose, day, customer), so an action on
+    day D changes that customer's path from D + 1 on and nobody else's, ever.
     """
 
-    def __init__(self, customers: int, days: int, start_epoch: int, rng: np.random.Generator):
-        self.n, self.days, self.start_epoch, self.rng = customers, days, start_epoch, rng
-        n, r = customers, rng
-        pre = r.random(n) < PRE_START_SHARE
-        # Pre-start signups reach back up to ~3 years, denser recently (a growing business).
-        back = np.minimum(r.exponential(300.0, n).astype(np.int64) + 1, 1100)
-        self.signup_day = np.where(pre, -back, r.integers(0, days, n))
-        self.signup_sec = r.integers(0, 86400, n)
-        self.segment = draw(r, V.SEGMENT_SHARE, n)
-        self.region = draw(r, V.REGION_SHARE, n)
-        self.channel = draw(r, V.ACQUISITION_SHARE, n)
-        self.method = draw(r, V.PAYMENT_METHOD_SHARE, n)
-        self.device = draw(r, V.DEVICE_SHARE, n)
-        self.category = draw(r, V.CATEGORY_SHARE, n)
-        self.first_name = r.integers(0, len(V.FIRST_NAMES), n)
-        self.last_name = r.integers(0, len(V.LAST_NAMES), n)
-        self.email_domain = r.integers(0, len(V.EMAIL_DOMAINS), n)
-        self.phone_number = r.integers(0, 10**10, n)
-        self.mu_e = r.normal(-0.6 + 0.3 * self.segment, 0.8)
-        self.mu_s = r.normal(1.0, 0.6, n)
-        fading = r.random(n) < 0.35
-        self.drift = np.where(fading, -r.uniform(0.01, 0.05, n), 0.0)
-        self.drift_start = r.integers(-30, max(days, 1), n)
-        self.price_sensitivity = r.beta(2.0, 3.0, n) + 0.15 * (self.segment == 0)
-        self.responder = r.random(n) < 0.65
-        self.voucher_noise = r.normal(0.0, 0.05, n)
-        self.response_scale = r.beta(2.0, 2.0, n)
-        self.payment_risk = r.normal(-2.9, 0.8, n) + V.PAYMENT_METHOD_RISK[self.method]
-        self.frailty = r.normal(0.0, 0.5, n)
+    def __init__(self, customers: int, days: int, start_epoch: int, seed: int):
+        self.n, self.days, self.start_epoch, self.seed = customers, days, start_epoch, seed
+        self.keyed = Keyed(seed)
+        n, k = customers, self.keyed
 
-        self.e = self._mu_e(-1) + r.normal(0.0, 0.6, n)
-        self.s = self.mu_s + r.normal(0.0, 0.4, n)
+        def trait(name: str) -> np.random.Generator:
+            return k.rng("trait." + name)
+
+        pre = trait("pre_start").random(n) < PRE_START_SHARE
+        # Pre-start signups reach back up to ~3 years, denser recently (a growing business).
+        back = np.minimum(trait("signup_back").exponential(300.0, n).astype(np.int64) + 1, 1100)
+        self.signup_day = np.where(pre, -back, trait("signup_day").integers(0, days, n))
+        self.signup_sec = trait("signup_sec").integers(0, 86400, n)
+        self.segment = draw(trait("segment"), V.SEGMENT_SHARE, n)
+        self.region = draw(trait("region"), V.REGION_SHARE, n)
+        self.channel = draw(trait("channel"), V.ACQUISITION_SHARE, n)
+        self.method = draw(trait("method"), V.PAYMENT_METHOD_SHARE, n)
+        self.device = draw(trait("device"), V.DEVICE_SHARE, n)
+        self.category = draw(trait("category"), V.CATEGORY_SHARE, n)
+        self.first_name = trait("first_name").integers(0, len(V.FIRST_NAMES), n)
+        self.last_name = trait("last_name").integers(0, len(V.LAST_NAMES), n)
+        self.email_domain = trait("email_domain").integers(0, len(V.EMAIL_DOMAINS), n)
+        self.phone_number = trait("phone").integers(0, 10**10, n)
+        self.mu_e = -0.6 + 0.3 * self.segment + 0.8 * trait("mu_e").standard_normal(n)
+        self.mu_s = trait("mu_s").normal(1.0, 0.6, n)
+        fading = trait("fading").random(n) < 0.35
+        self.drift = np.where(fading, -trait("drift").uniform(0.01, 0.05, n), 0.0)
+        self.drift_start = trait("drift_start").integers(-30, max(days, 1), n)
+        self.price_sensitivity = trait("price_sensitivity").beta(2.0, 3.0, n) + 0.15 * (self.segment == 0)
+        self.responder = trait("responder").random(n) < RESPONDER_SHARE
+        self.voucher_noise = trait("voucher_noise").normal(0.0, 0.05, n)
+        self.response_scale = trait("response_scale").beta(2.0, 2.0, n)
+        self.payment_risk = trait("payment_risk").normal(-2.9, 0.8, n) + V.PAYMENT_METHOD_RISK[self.method]
+        self.frailty = trait("frailty").normal(0.0, 0.5, n)
+
+        self.e = self._mu_e(-1) + trait("e0").normal(0.0, 0.6, n)
+        self.s = self.mu_s + trait("s0").normal(0.0, 0.4, n)
         self.fail_recent = np.zeros(n)
         self.bad_support = np.zeros(n)
         self.alive = np.ones(n, dtype=bool)
@@ -145,7 +164,6 @@ class BusinessState:
         self.ticket_resolved = np.zeros(n, dtype=np.int64)
         self.ticket_csat = np.zeros(n, dtype=np.int64)
         self.ticket_bad = np.zeros(n, dtype=bool)
-        self.counters = {k: 0 for k in ("order", "txn", "event", "session", "ticket", "mkt")}
 
     def _mu_e(self, t: int) -> np.ndarray:
         return self.mu_e + self.drift * np.maximum(0, t - self.drift_start)
@@ -153,17 +171,19 @@ class BusinessState:
     def day_epoch(self, t: int) -> int:
         return self.start_epoch + 86400 * t
 
-    def take_ids(self, kind: str, count: int) -> np.ndarray:
-        """``count`` fresh sequential ids of one kind (orders, events, …), unique over the history."""
-        first = self.counters[kind]
-        self.counters[kind] = first + count
-        return np.arange(first, first + count, dtype=np.int64)
+    def record_ids(self, kind: str, t: int, customers: np.ndarray, items: np.ndarray | int = 0) -> np.ndarray:
+        """Ids unique over the history, made from (day, customer, item) alone, so one
+        customer's extra order never renumbers another's."""
+        return (t * self.n + customers) * ID_STRIDE[kind] + items
 
     def step(self, t: int, actions: tuple[np.ndarray, np.ndarray] | None = None) -> DayPlan:
         """Advance to day ``t``: latent states, hazard, churn, the day's activity counts, actions."""
-        r, n = self.rng, self.n
-        eps_e, eps_s = r.standard_normal((2, n))
-        u_churn, u_kind, u_refund, u_ticket, u_seg, u_email = r.random((6, n))
+        n, k = self.n, self.keyed
+        # Draws every customer gets every day, one fixed-size block per day.
+        day_rng = k.rng("day", t)
+        eps_e, eps_s = day_rng.standard_normal((2, n))
+        (u_churn, u_kind, u_refund, u_ticket, u_seg, u_email, u_sessions, u_orders, u_failed,
+         u_retried, u_recovered) = day_rng.random((11, n))
 
         mu_prev, mu_now = self._mu_e(t - 1), self._mu_e(t)
         spill = 0.15 * (self.s - self.mu_s)
@@ -215,12 +235,12 @@ class BusinessState:
         active = np.flatnonzero(active_mask)
         sig_e = sigmoid(self.e)
         sessions = np.zeros(n, dtype=np.int64)
-        sessions[active] = r.poisson(1.8 * sig_e[active])
+        sessions[active] = poisson(u_sessions[active], 1.8 * sig_e[active], MAX_SESSIONS)
         p_buy = np.clip(SEGMENT_BUY[self.segment] * (0.45 + 0.75 * sigmoid(self.s)), 0, 1)
-        orders = _binomial(r, sessions, p_buy)
-        failed = _binomial(r, orders, sigmoid(self.payment_risk))
-        retried = _binomial(r, failed, np.full(n, 0.6))
-        recovered = _binomial(r, retried, np.full(n, 0.7))
+        orders = binomial(u_orders, sessions, p_buy)
+        failed = binomial(u_failed, orders, sigmoid(self.payment_risk))
+        retried = binomial(u_retried, failed, RETRY_SHARE)
+        recovered = binomial(u_recovered, retried, RECOVER_SHARE)
         unrecovered = failed - recovered
 
         can_refund = active_mask & (self.last_paid_order >= 0) & (self.last_paid_day >= t - 30)
@@ -228,7 +248,8 @@ class BusinessState:
         p_refund = 0.01 + 0.04 * sigmoid(-2.0 * (self.s - 0.5))
         refund_mask = can_refund & (u_refund < p_refund)
         refunds = np.flatnonzero(refund_mask)
-        refund_share = np.where(r.random(refunds.size) < 0.7, 1.0, r.uniform(0.3, 0.8, refunds.size))
+        refund_share = np.where(k.uniform("refund.whole", t, refunds) < 0.7, 1.0,
+                                0.3 + 0.5 * k.uniform("refund.share", t, refunds))
 
         self.s -= 0.5 * unrecovered + 0.15 * recovered + 0.15 * refund_mask
         self.fail_recent += unrecovered + 0.3 * recovered
@@ -250,8 +271,10 @@ class BusinessState:
         self.segment[seg_change] = moved
         email_change = np.flatnonzero(active_mask & (u_email < 0.0008) & (self.signup_day < t))
         self.email_version[email_change] += 1
-        self.email_domain[email_change] = r.integers(0, len(V.EMAIL_DOMAINS), email_change.size)
+        self.email_domain[email_change] = integers(
+            k.uniform("profile.email_domain", t, email_change), 0, len(V.EMAIL_DOMAINS))
 
+        hazard_truth.update(self._true_effects(t, truth_idx, hazard_untreated[truth_idx], churn[truth_idx]))
         act_idx, act_code = self._apply_actions(t, actions, active_mask)
         return DayPlan(
             t=t, signups=signups, churned=churned, churned_explicit=explicit, active=active,
@@ -263,33 +286,34 @@ class BusinessState:
 
     def _open_tickets(self, t: int, idx: np.ndarray, unrecovered: np.ndarray, refund: np.ndarray):
         """Draw every detail of a new ticket now: its delays and CSAT define the experience."""
-        r, k = self.rng, idx.size
-        category = draw(r, V.TICKET_CATEGORY_SHARE, k)
+        k = self.keyed
+        category = categorical(k.uniform("ticket.category", t, idx), V.TICKET_CATEGORY_SHARE)
         category = np.where(unrecovered[idx] > 0, 3, np.where(refund[idx], 4, category))
-        priority = draw(r, V.PRIORITY_SHARE, k)
+        priority = categorical(k.uniform("ticket.priority", t, idx), V.PRIORITY_SHARE)
         priority = np.where(unrecovered[idx] > 0, np.maximum(priority, 2), priority)
-        channel = draw(r, V.TICKET_CHANNEL_SHARE, k)
+        channel = categorical(k.uniform("ticket.channel", t, idx), V.TICKET_CHANNEL_SHARE)
         # One backlog level per day: on a bad day every queue is slow.
-        backlog = r.lognormal(0.0, 0.4)
+        backlog = k.rng("ticket.backlog", t).lognormal(0.0, 0.4)
         speed = V.PRIORITY_SPEED[priority] * backlog
-        response_h = V.TICKET_CHANNEL_RESPONSE_HOURS[channel] * speed * r.lognormal(0, 0.8, k)
-        resolve_h = 5.0 * speed * r.lognormal(0.0, 1.1, k)
-        opened = self.day_epoch(t) + r.integers(6 * 3600, 86400 - 600, k)
+        response_h = V.TICKET_CHANNEL_RESPONSE_HOURS[channel] * speed * np.exp(
+            0.8 * k.normal("ticket.response", t, idx))
+        resolve_h = 5.0 * speed * np.exp(1.1 * k.normal("ticket.resolve", t, idx))
+        opened = self.day_epoch(t) + integers(k.uniform("ticket.opened", t, idx), 6 * 3600, 86400 - 600)
         responded = opened + (response_h * 3600).astype(np.int64) + 30
         resolved = responded + (resolve_h * 3600).astype(np.int64) + 60
         score = (
             3.6 + 0.9 * (self.s[idx] - 1.0) - 0.45 * np.log1p(response_h)
-            - 0.35 * np.log1p(resolve_h / 6.0) + r.normal(0.0, 0.7, k)
+            - 0.35 * np.log1p(resolve_h / 6.0) + 0.7 * k.normal("ticket.csat", t, idx)
         )
         csat = np.clip(np.rint(score), 1, 5).astype(np.int64)
         self.ticket_open[idx] = True
-        self.ticket_id[idx] = self.take_ids("ticket", k)
+        self.ticket_id[idx] = self.record_ids("ticket", t, idx)
         self.ticket_category[idx], self.ticket_priority[idx] = category, priority
         self.ticket_channel[idx] = channel
         self.ticket_opened[idx], self.ticket_responded[idx] = opened, responded
         self.ticket_resolved[idx] = resolved
         # Only ~65% answer the survey, but the experience shapes satisfaction either way.
-        answered = r.random(k) < 0.65
+        answered = k.uniform("ticket.answered", t, idx) < 0.65
         self.ticket_csat[idx] = np.where(answered, csat, 0)
         self.ticket_bad[idx] = (csat <= 2) | (response_h + resolve_h > 72)
 
@@ -302,6 +326,76 @@ class BusinessState:
         self.ticket_csat[idx] = np.where(active_mask[idx], self.ticket_csat[idx], 0)
         self.ticket_open[idx] = False
 
+    def action_effects(self, t: int, idx: np.ndarray) -> np.ndarray:
+        """The true effect of each action (rows: ``V.ACTIONS``) on customers ``idx`` contacted on
+        day ``t``: the share of the daily churn hazard it removes on day ``t + 1`` (it fades by
+        ``ACTION_DECAY`` a day from there).
+
+        Heterogeneous, and visible in what the business records, so targeting by uplift can beat
+        targeting by risk (Ascarza 2018): a voucher moves price-sensitive customers (they redeem
+        offers; basic plans) and more so those drifting away; an e-mail only those still engaged
+        (recent sessions); a loyalty reward long-tenured and premium customers. Nothing moves a
+        customer whose recent payment failures or bad support experiences drive the churn (the
+        "lost causes": failed payments, tickets), nor the ~10% who never respond.
+        """
+        sig_e = sigmoid(self.e[idx])
+        tenure_years = np.minimum((t - self.signup_day[idx]) / 365.0, 1.0)
+        voucher = -0.15 + 1.2 * self.price_sensitivity[idx] + 0.3 * (1.0 - sig_e) + self.voucher_noise[idx]
+        email = 0.7 * np.clip((sig_e - 0.3) / 0.4, 0.0, 1.0) * (0.6 + 0.4 * self.response_scale[idx])
+        loyalty = 0.05 + 0.30 * tenure_years + 0.15 * (self.segment[idx] == 2)
+        scars = np.exp(-1.5 * (self.fail_recent[idx] + self.bad_support[idx]))
+        tau = np.clip(np.stack([voucher, email, loyalty]), 0.0, 0.85)
+        return tau * (scars * self.responder[idx])
+
+    def expected_daily_revenue(self, idx: np.ndarray) -> np.ndarray:
+        """Customers' expected paid revenue per day in their current state (before discounts and
+        refunds): sessions x purchase rate x paid share x order value."""
+        sessions = 1.8 * sigmoid(self.e[idx])
+        p_buy = np.clip(SEGMENT_BUY[self.segment[idx]] * (0.45 + 0.75 * sigmoid(self.s[idx])), 0, 1)
+        fail = sigmoid(self.payment_risk[idx])
+        paid = 1.0 - fail + fail * RETRY_SHARE * RECOVER_SHARE
+        category = (OWN_CATEGORY_SHARE * CATEGORY_PRICE[self.category[idx]]
+                    + (1.0 - OWN_CATEGORY_SHARE) * float(V.CATEGORY_SHARE @ CATEGORY_PRICE))
+        value = (SEGMENT_PRICE[self.segment[idx]] * category * np.exp(PRICE_SIGMA**2 / 2)
+                 * (1.0 + QUANTITY_MEAN))
+        return sessions * p_buy * paid * value
+
+    def _true_effects(self, t: int, idx: np.ndarray, hazard: np.ndarray, churned: np.ndarray) -> dict:
+        """For customers ``idx``, what each action would do if they were contacted today.
+
+        With the state held at today's (the daily untreated hazard ``hazard`` on every day of the
+        window; the latent state moves on in truth, unaffected by actions): the probability of
+        churning in the next ``EFFECT_WINDOW_DAYS`` days without an action, and per action the
+        share of hazard removed tomorrow (``effect_<action>``), the reduction of that churn
+        probability (``churn_reduction_<action>``), and the revenue it keeps in expectation
+        (``revenue_kept_<action>``: the expected extra days as a customer in the window times
+        ``revenue_rate``, the expected paid revenue per day). Customers who churned today can no
+        longer be contacted: their effects are 0. A customer already under an action's effect
+        gains less than this (the stronger effect replaces the weaker).
+        """
+        tau = self.action_effects(t, idx)
+        tau[:, churned] = 0.0
+        lam = -np.log1p(-hazard)
+        decay = ACTION_DECAY[:, None]
+        # Share-days of hazard removed through day k of the window: tau * sum_{j<=k} decay^j.
+        def removed(k: float) -> np.ndarray:
+            return tau * (decay * (1.0 - decay**k) / (1.0 - decay))
+
+        def alive_gain(k: float) -> np.ndarray:
+            return np.exp(-lam * k) * np.expm1(lam * removed(k))
+
+        window = EFFECT_WINDOW_DAYS
+        days = np.arange(EFFECT_STEP / 2 + 0.5, window + 0.5, EFFECT_STEP)
+        extra_days = sum(alive_gain(k) for k in days) * EFFECT_STEP
+        reduction = alive_gain(window)
+        rate = self.expected_daily_revenue(idx)
+        out = {"churn_probability_window": -np.expm1(-lam * window), "revenue_rate": rate}
+        for a, action in enumerate(V.ACTIONS):
+            out[f"effect_{action}"] = tau[a]
+            out[f"churn_reduction_{action}"] = reduction[a]
+            out[f"revenue_kept_{action}"] = extra_days[a] * rate
+        return out
+
     def _apply_actions(self, t: int, actions, active_mask: np.ndarray):
         """Retention actions act from tomorrow on; the true effect is heterogeneous and fades."""
         if actions is None or actions[0].size == 0:
@@ -309,12 +403,7 @@ class BusinessState:
         idx, code = actions
         keep = active_mask[idx]
         idx, code = idx[keep], code[keep]
-        tenure_years = np.minimum((t - self.signup_day[idx]) / 365.0, 1.0)
-        voucher = 0.10 + 0.6 * self.price_sensitivity[idx] + self.voucher_noise[idx]
-        email = 0.05 + 0.3 * self.response_scale[idx]
-        loyalty = 0.10 + 0.25 * tenure_years + 0.10 * (self.segment[idx] == 2)
-        tau = np.choose(code, [voucher, email, loyalty])
-        tau = np.clip(tau, 0.0, 0.85) * self.responder[idx]
+        tau = self.action_effects(t, idx)[code, np.arange(idx.size)]
         self.last_action_day[idx] = t
         stronger = tau > self.effect[idx]
         self.effect[idx] = np.where(stronger, tau, self.effect[idx])
@@ -352,13 +441,13 @@ class BusinessState:
         }
 
     def save(self, folder: Path) -> None:
-        """Every per-customer array and the generator's position, so a later run can go on."""
+        """Every per-customer array and the seed, so a later run can go on."""
         folder.mkdir(parents=True, exist_ok=True)
         arrays = {k: v for k, v in vars(self).items() if isinstance(v, np.ndarray)}
         pl.DataFrame(arrays).write_parquet(folder / "state.parquet", statistics=False)
         meta = {
             "n": self.n, "days": self.days, "start_epoch": self.start_epoch,
-            "counters": self.counters, "rng": self.rng.bit_generator.state,
+            "seed": self.seed,
         }
         (folder / "state.json").write_text(json.dumps(meta, sort_keys=True, default=int))
 
@@ -367,9 +456,8 @@ class BusinessState:
         meta = json.loads((folder / "state.json").read_text())
         self = cls.__new__(cls)
         self.n, self.days, self.start_epoch = meta["n"], meta["days"], meta["start_epoch"]
-        self.counters = meta["counters"]
-        self.rng = np.random.default_rng()
-        self.rng.bit_generator.state = meta["rng"]
+        self.seed = meta["seed"]
+        self.keyed = Keyed(self.seed)
         for name, column in pl.read_parquet(folder / "state.parquet").to_dict().items():
             setattr(self, name, column.to_numpy().copy())
         return self
