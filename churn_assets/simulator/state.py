@@ -335,8 +335,9 @@ class BusinessState:
         targeting by risk (Ascarza 2018): a voucher moves price-sensitive customers (they redeem
         offers; basic plans) and more so those drifting away; an e-mail only those still engaged
         (recent sessions); a loyalty reward long-tenured and premium customers. Nothing moves a
-        customer whose recent payment failures or bad support experiences drive the churn (the
-        "lost causes": failed payments, tickets), nor the ~10% who never respond.
+        customer whose recent payment failures or bad support experiences drive the churn, and
+        little one who is deeply dissatisfied (the "lost causes": failed payments, tickets, poor
+        CSAT, refunds), nor the ~10% who never respond.
         """
         sig_e = sigmoid(self.e[idx])
         tenure_years = np.minimum((t - self.signup_day[idx]) / 365.0, 1.0)
@@ -344,8 +345,9 @@ class BusinessState:
         email = 0.7 * np.clip((sig_e - 0.3) / 0.4, 0.0, 1.0) * (0.6 + 0.4 * self.response_scale[idx])
         loyalty = 0.05 + 0.30 * tenure_years + 0.15 * (self.segment[idx] == 2)
         scars = np.exp(-1.5 * (self.fail_recent[idx] + self.bad_support[idx]))
+        content = sigmoid(3.0 * (self.s[idx] - 0.2))
         tau = np.clip(np.stack([voucher, email, loyalty]), 0.0, 0.85)
-        return tau * (scars * self.responder[idx])
+        return tau * (scars * content * self.responder[idx])
 
     def expected_daily_revenue(self, idx: np.ndarray) -> np.ndarray:
         """Customers' expected paid revenue per day in their current state (before discounts and

@@ -154,7 +154,9 @@ def test_model_and_baseline_share_the_split_and_report_every_metric(trained):
 def test_calibration_lowers_ece_on_held_out_data(world):
     """Class weighting (a common choice for churn) inflates raw scores; the calibration fitted
     on held-out customers must bring them back, measured on the later validation days."""
-    params = {**ChurnTrainingConfig().lgbm_params, "scale_pos_weight": 4.0}
+    # Weight 8: on this world a weight of 4 barely moves the raw scores (validation ECE 0.06,
+    # little to calibrate); 8 inflates them clearly (raw ECE 0.23).
+    params = {**ChurnTrainingConfig().lgbm_params, "scale_pos_weight": 8.0}
     for method in ("isotonic", "platt"):
         result = train_churn_model(world.features, world.labels,
                                    ChurnTrainingConfig(calibration=method, lgbm_params=params))
