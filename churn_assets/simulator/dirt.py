@@ -16,7 +16,7 @@ import numpy as np
 from churn_assets.ingest.columns import COLUMNS, LATE_COLUMNS
 from churn_assets.ingest.landing import DOMAIN_FORMATS
 from churn_assets.simulator.config import DirtConfig
-from churn_assets.simulator.keyed import Keyed, integers
+from churn_assets.simulator.keyed import Keyed
 from churn_assets.simulator.records import KEY
 from churn_assets.simulator.schema import (
     BAD_VALUES,
@@ -40,6 +40,8 @@ KEYS = {
     "tickets": ("ticket_id", "customer_id"),
     "marketing": ("interaction_id", "customer_id"),
 }
+_HIGH, _LOW_BITS = np.uint64(11), 11
+_LOW_MASK, _TWO53 = np.uint64((1 << _LOW_BITS) - 1), 2.0**-53
 # Marks the copies a duplicate inserts (1) beside the originals (0), so each has its own draws.
 COPY = "#copy"
 
@@ -110,21 +112,27 @@ class Dirt:
         """One uniform per row, keyed by the row's key (and whether it is a duplicate's copy)."""
         return self.keyed.uniform(f"dirt.{domain}.{kind}", t, rec[KEY], rec.get(COPY))
 
-    def _hits(self, domain: str, kind: str, t: int, rec: Records, rate: float) -> np.ndarray:
-        """Sorted indices of the rows a flaw with this rate hits."""
+    def _hits(self, domain: str, kind: str, t: int, rec: Records, rate: float,
+              choices: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Sorted indices of the rows a flaw with this rate hits, and for each a choice in
+        ``0 .. choices - 1`` (what the flaw does), both from one draw per row: the choice from
+        its low bits, which the hit (its high bits) says nothing about."""
         if rate <= 0.0 or height(rec) == 0:
-            return np.empty(0, dtype=np.int64)
-        return np.flatnonzero(self._row_draw(domain, kind, t, rec) < rate)
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+        x = self.keyed.bits(f"dirt.{domain}.{kind}", t, rec[KEY], rec.get(COPY))
+        hit = np.flatnonzero((x >> _HIGH) * _TWO53 < rate)
+        low = (x[hit] & _LOW_MASK).astype(np.int64)
+        return hit, (low * choices) >> _LOW_BITS
 
     def _offsets(self, domain: str, t: int, rec: Records) -> Records:
         if self.config.mixed_tz_rate <= 0.0:
             return rec
         rec, n = dict(rec), height(rec)
         for name in timestamps(domain):
-            mixed = self._hits(domain, f"tz.{name}", t, rec, self.config.mixed_tz_rate)
+            mixed, code = self._hits(domain, f"tz.{name}", t, rec, self.config.mixed_tz_rate,
+                                     len(TZ_OFFSETS) - 1)
             codes = np.zeros(n, dtype=np.int64)
-            codes[mixed] = integers(self._row_draw(domain, f"tz_code.{name}", t, rec)[mixed],
-                                    1, len(TZ_OFFSETS))
+            codes[mixed] = 1 + code
             rec[tz(name)] = codes
             self.counts[domain]["mixed_tz"] += int((rec[name][mixed] != NULL).sum())
         return rec
@@ -132,12 +140,11 @@ class Dirt:
     def _late(self, domain: str, t: int, rec: Records) -> tuple[Records, np.ndarray]:
         """Some records miss their day's drop and arrive 1-3 days later, with their own times."""
         n = height(rec)
-        late = (self._hits(domain, "late", t, rec, self.config.late_rate) if t < self.days - 1
-                else np.empty(0, np.int64))
+        late, delay = (self._hits(domain, "late", t, rec, self.config.late_rate, 3)
+                       if t < self.days - 1 else (np.empty(0, np.int64),) * 2)
         rows = np.arange(n)
         if late.size:
-            delay = integers(self._row_draw(domain, "late.days", t, rec)[late], 1, 4)
-            target = np.minimum(t + delay, self.days - 1)
+            target = np.minimum(t + 1 + delay, self.days - 1)
             for day in np.unique(target).tolist():
                 self.late.setdefault((domain, day), []).append(take(rec, late[target == day]))
             rows = np.delete(rows, late)
@@ -151,7 +158,7 @@ class Dirt:
     def _duplicates(self, domain: str, t: int, rec: Records) -> Records:
         """Some rows are written twice: the copy right after its original, as when a record is
         sent again. Copies are marked in ``COPY``, so later dirt draws apart for them."""
-        dup = self._hits(domain, "duplicate", t, rec, self.config.duplicate_rate)
+        dup, _ = self._hits(domain, "duplicate", t, rec, self.config.duplicate_rate)
         rec = dict(rec)
         rec[COPY] = np.zeros(height(rec), dtype=np.int64)
         if dup.size == 0:
@@ -168,13 +175,18 @@ class Dirt:
         rows = np.arange(height(rec))
         if DOMAIN_FORMATS[domain] == "parquet":
             return rows, []
-        hit = self._hits(domain, "break", t, rec, self.config.malformed_rate / 2)
+        hit, kind = self._hits(domain, "break", t, rec, self.config.malformed_rate / 2,
+                               BREAK_KINDS * 60)
         if hit.size == 0:
             return rows, []
         broken = take(rec, hit)
-        broken["#break"] = integers(self._row_draw(domain, "break.kind", t, rec)[hit], 0, BREAK_KINDS * 60)
+        broken["#break"] = kind
         anchor = hit - np.arange(hit.size)  # row index among the rows that stay whole
-        spliced = [(int(a), take(broken, anchor == a)) for a in np.unique(anchor).tolist()]
+        # Hits are sorted, so each anchor's broken rows are one contiguous run.
+        starts = np.flatnonzero(np.diff(anchor, prepend=-1) != 0)
+        ends = np.append(starts[1:], hit.size)
+        spliced = [(int(anchor[a]), {k: v[a:b] for k, v in broken.items()})
+                   for a, b in zip(starts.tolist(), ends.tolist(), strict=True)]
         self.counts[domain]["malformed"] += int(hit.size)
         return np.delete(rows, hit), spliced
 
@@ -183,8 +195,14 @@ class Dirt:
         if rate <= 0.0 or n == 0:
             return rec
         out = dict(rec)
-        for name in SCHEMAS[domain]:
-            hit = self._hits(domain, f"null.{name}", t, rec, rate * (0.1 if name in KEYS[domain] else 1.0))
+        names = list(SCHEMAS[domain])
+        draws: list[np.ndarray] = []
+        for first in range(0, len(names), 4):
+            # Four columns per draw, one 16-bit lane each: rates resolve to 1/65536.
+            draws += self.keyed.lanes(f"dirt.{domain}.null.{first}", t, rec[KEY], rec.get(COPY),
+                                      count=min(4, len(names) - first))
+        for name, u in zip(names, draws, strict=True):
+            hit = np.flatnonzero(u < rate * (0.1 if name in KEYS[domain] else 1.0))
             if hit.size:
                 self.counts[domain]["nulls"] += int((out[name][hit] != NULL).sum())
                 out[name] = out[name].copy()  # columns may share one array (name, email, …)
@@ -195,17 +213,18 @@ class Dirt:
         """Well-formed lines with a value silver must reject (``N/A`` amounts, bad dates…)."""
         structural = DOMAIN_FORMATS[domain] != "parquet"
         n = height(rec)
-        hit = self._hits(domain, "bad", t, rec, self.config.malformed_rate / (2 if structural else 1))
+        options = list(BAD_VALUES[domain])
+        hit, choice = self._hits(domain, "bad", t, rec,
+                                 self.config.malformed_rate / (2 if structural else 1), 60 * len(options))
         if hit.size == 0:
             return rec
-        out, options = dict(rec), list(BAD_VALUES[domain])
-        column = integers(self._row_draw(domain, "bad.column", t, rec)[hit], 0, len(options))
-        value = self._row_draw(domain, "bad.value", t, rec)[hit]
+        out = dict(rec)
+        column, value = choice % len(options), choice // len(options)
         for i, name in enumerate(options):
             rows = hit[column == i]
             if rows.size:
                 codes = np.full(n, NULL)
-                codes[rows] = integers(value[column == i], 0, len(BAD_VALUES[domain][name]))
+                codes[rows] = value[column == i] % len(BAD_VALUES[domain][name])
                 out[bad(name)] = codes
         self.counts[domain]["bad_values"] += int(hit.size)
         return out

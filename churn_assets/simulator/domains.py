@@ -60,8 +60,9 @@ def _events(state: BusinessState, plan: DayPlan):
     sess_cust = np.repeat(np.arange(state.n), sessions)
     n_sess = sess_cust.size
     sess_rank = _rank(sessions, sess_cust)
-    hour = categorical(k.uniform("session.hour", t, sess_cust, sess_rank), V.HOUR_SHARE)
-    second = integers(k.uniform("session.second", t, sess_cust, sess_rank), 0, 3600)
+    u_hour, u_second, u_own, u_device = k.lanes("session", t, sess_cust, sess_rank)
+    hour = categorical(u_hour, V.HOUR_SHARE)
+    second = integers(u_second, 0, 3600)
     start = within_day(state, t, sess_cust, hour * 3600 + second)
     per_session = 1 + poisson(k.uniform("session.events", t, sess_cust, sess_rank),
                               1.0 + 2.5 * sigmoid(state.e[sess_cust]), MAX_EVENTS - 1)
@@ -71,21 +72,17 @@ def _events(state: BusinessState, plan: DayPlan):
     position = np.arange(n_ev) - first_event[ev_sess]
     ev_cust = sess_cust[ev_sess]
     ev_item = sess_rank[ev_sess] * MAX_EVENTS + position
-    gaps = np.where(position == 0, 0,
-                    exponential(k.uniform("event.gap", t, ev_cust, ev_item), 45.0).astype(np.int64) + 1)
+    # One draw per event: its gap (two lanes, 32 bits), its type, its page or feature.
+    u_gap_low, u_gap_high, u_type, u_detail = k.lanes("event", t, ev_cust, ev_item)
+    u_gap = u_gap_high + (u_gap_low - 0.5) * 2.0**-16
+    gaps = np.where(position == 0, 0, exponential(u_gap, 45.0).astype(np.int64) + 1)
     elapsed = np.cumsum(gaps)
     elapsed -= elapsed[first_event][ev_sess]
-    etype = np.where(position == 0, 0,
-                     categorical(k.uniform("event.type", t, ev_cust, ev_item), V.EVENT_TYPE_SHARE))
-    page = np.full(n_ev, NULL)
-    pages, features = np.flatnonzero(etype == 1), np.flatnonzero(etype == 3)
-    page[pages] = categorical(k.uniform("event.page", t, ev_cust[pages], ev_item[pages]), V.PAGE_SHARE)
-    feature = np.full(n_ev, NULL)
-    feature[features] = categorical(
-        k.uniform("event.feature", t, ev_cust[features], ev_item[features]), V.FEATURE_SHARE)
-    own = k.uniform("session.own_device", t, sess_cust, sess_rank) < 0.8
-    other = integers(k.uniform("session.device", t, sess_cust, sess_rank), 0, len(V.DEVICES))
-    device = np.where(own, state.device[sess_cust], other)
+    etype = np.where(position == 0, 0, categorical(u_type, V.EVENT_TYPE_SHARE))
+    page = np.where(etype == 1, categorical(u_detail, V.PAGE_SHARE), NULL)
+    feature = np.where(etype == 3, categorical(u_detail, V.FEATURE_SHARE), NULL)
+    own = u_own < 0.8
+    device = np.where(own, state.device[sess_cust], integers(u_device, 0, len(V.DEVICES)))
     event_ids = state.record_ids("event", t, ev_cust, ev_item)
     records = {
         "event_id": event_ids,

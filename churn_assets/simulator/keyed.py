@@ -34,6 +34,7 @@ ITEM_BITS = 20
 _SHIFTS = tuple(np.uint64(s) for s in (30, 27, 31, 11, 32))
 _TWO53 = 2.0**-53
 _TWO32 = 2.0**-32
+_TWO16 = 2.0**-16
 
 
 class Keyed:
@@ -77,6 +78,16 @@ class Keyed:
         u1 = ((x >> _SHIFTS[4]).astype(np.float64) + 0.5) * _TWO32
         u2 = (x & np.uint64(0xFFFFFFFF)).astype(np.float64) * _TWO32
         return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
+
+    def lanes(self, purpose: str, t: int, ids: np.ndarray, items: np.ndarray | int | None = None,
+              count: int = 4) -> list[np.ndarray]:
+        """``count`` (at most 4) uniforms per element with 16-bit resolution, from the four
+        16-bit lanes of one draw: for several coarse choices about one row (an hour, a device, a
+        category), at the cost of one."""
+        x = self.bits(purpose, t, ids, items)
+        mask = np.uint64(0xFFFF)
+        return [(((x >> np.uint64(16 * lane)) & mask).astype(np.float64) + 0.5) * _TWO16
+                for lane in range(count)]
 
     def scalar(self, purpose: str, t: int, index: int = 0) -> float:
         """One uniform for a day-level choice (does a domain-day get re-dropped, …)."""

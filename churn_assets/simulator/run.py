@@ -278,7 +278,8 @@ def _hazard_frame(renderer: Renderer, plan: DayPlan, start: date) -> pl.DataFram
             "treated": h["treated"],
             "treatment_effect": h["treatment_effect"],
             "churned": h["churned"],
-            **{name: h[name] for name in ORACLE_COLUMNS},
+            # Single precision: the oracle is a model's expectation, and it halves the bytes.
+            **{name: pl.Series(h[name], dtype=pl.Float32) for name in ORACLE_COLUMNS},
         }
     )
 
