@@ -506,8 +506,9 @@ def _train(defs, instance, inputs: str | None = None, skip_unchanged: bool = Tru
             print(f"  the gate refused the challenger: {evaluation.description}")
     champion = defs.resources["mlflow"].champion_version()
     if champion is None:
-        print("  no champion model yet, so nothing is scored: the first model must reach "
-              "[model] auc_floor in settings.toml (the gate's reasons are above)")
+        print("  no champion model yet, so nothing is scored: the first model must pass the "
+              "gate's rules ([model] auc_floor and beat_recency in settings.toml; its reasons "
+              "are above)")
     return champion is not None
 
 

@@ -23,7 +23,7 @@ from churn_assets.settings import Paths
 
 SETTINGS = (
     "[labels]\nhorizon_days = 3\n"
-    "[model]\ntraining_days = 12\nvalidation_days = 2\nauc_floor = 0.0\n"
+    "[model]\ntraining_days = 12\nvalidation_days = 2\nauc_floor = 0.0\nbeat_recency = false\n"
     "[scoring]\noutcome_window_days = 2\n"
     "[decisions.policy]\ndaily_budget = 40.0\n"
 )

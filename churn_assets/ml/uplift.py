@@ -258,7 +258,8 @@ class UpliftGate:
     qini_risk: float | None
 
 
-def gate(evaluation: pl.DataFrame) -> UpliftGate:
+def gate(evaluation: pl.DataFrame, min_holdout_arm: int = UpliftTrainingConfig.min_holdout_arm
+         ) -> UpliftGate:
     """Promote when the model's pooled held-out Qini (actions weighted by their held-out rows,
     only actions whose arms are large enough) beats random targeting (0) and risk ranking."""
     counted = evaluation.filter(pl.col("counted") & pl.col("qini_model").is_not_null()
@@ -267,7 +268,9 @@ def gate(evaluation: pl.DataFrame) -> UpliftGate:
         small = ", ".join(f"{r['action']} ({r['treated_n']}/{r['control_n']})"
                           for r in evaluation.iter_rows(named=True)) or "none"
         return UpliftGate(False, (f"no action has held-out arms large enough to judge "
-                                  f"(treated/control: {small})",), None, None)
+                                  f"(treated/control: {small}); the Qini needs at least "
+                                  f"{min_holdout_arm} held-out customers in both arms of an "
+                                  "action",), None, None)
     size = (counted["treated_n"] + counted["control_n"]).cast(pl.Float64).to_numpy()
     model = float(np.average(counted["qini_model"].to_numpy(), weights=size))
     risk = float(np.average(counted["qini_risk"].to_numpy(), weights=size))
@@ -323,7 +326,7 @@ def train_uplift(measured: pl.DataFrame, features: pl.DataFrame, actions: list[s
     train, holdout = split_by_day(prepared.rows, config.holdout_share)
     model = fit_uplift(train, actions, config, window_days)
     evaluation = evaluate(model, holdout, config.min_holdout_arm)
-    return UpliftTraining(model, evaluation, gate(evaluation), needed, prepared, _span(train),
+    return UpliftTraining(model, evaluation, gate(evaluation, config.min_holdout_arm), needed, prepared, _span(train),
                           _span(holdout))
 
 

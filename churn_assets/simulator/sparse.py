@@ -67,7 +67,9 @@ from churn_assets.settings import DOMAINS, Paths
 from churn_assets.simulator import vocab as V
 from churn_assets.simulator.config import DirtConfig, SimConfig
 from churn_assets.simulator.dirt import Dirt
+from churn_assets.simulator.keyed import Keyed
 from churn_assets.simulator.run import DIRT_KINDS, SimSummary, _file_name
+from churn_assets.simulator.records import KEY
 from churn_assets.simulator.schema import NULL, Records
 from churn_assets.simulator.writer import Renderer
 
@@ -248,7 +250,7 @@ def simulate_sparse(paths: Paths, config: SimConfig, params: SparseRetailParams 
     start_epoch = (config.start - date(1970, 1, 1)).days * DAY
     renderer = Renderer(n, start_epoch, {k: traits[k] for k in
                                          ("first_name", "last_name", "region", "phone_number")})
-    dirt = Dirt(config.dirt, config.days, np.random.default_rng(dirt_seed))
+    dirt = Dirt(config.dirt, config.days, Keyed(int(dirt_seed.generate_state(1, np.uint64)[0])))
     rows_rng = np.random.default_rng(rows_seed)
     payments = _payment_records(bought, traits, start_epoch, rows_rng)
     pay_day = (bought.at // DAY).astype(np.int64)
@@ -318,7 +320,7 @@ def _customer_records(idx: np.ndarray, bought: Purchases, traits: dict, start_ep
     """Profiles created at checkout of the first purchase, a few minutes before it."""
     signup = start_epoch + np.maximum(bought.first_at[idx].astype(np.int64) - 120, 0)
     return {
-        "customer_id": idx, "signup_at": signup, "name": idx, "email": idx, "phone": idx,
+        KEY: idx, "customer_id": idx, "signup_at": signup, "name": idx, "email": idx, "phone": idx,
         "segment": traits["segment"][idx], "region": traits["region"][idx],
         "acquisition_channel": traits["channel"][idx], "status": np.zeros(idx.size, np.int64),
         "cancelled_at": np.full(idx.size, NULL), "updated_at": signup,
@@ -333,6 +335,7 @@ def _payment_records(bought: Purchases, traits: dict, start_epoch: int,
     category = np.where(rng.random(k) < 0.6, traits["category"][cust],
                         rng.choice(len(V.CATEGORIES), k, p=V.CATEGORY_SHARE))
     return {
+        KEY: np.arange(k, dtype=np.int64),
         "transaction_id": np.arange(k, dtype=np.int64), "order_id": np.arange(k, dtype=np.int64),
         "customer_id": cust, "transaction_type": np.zeros(k, np.int64),
         "status": np.zeros(k, np.int64), "amount": bought.cents,

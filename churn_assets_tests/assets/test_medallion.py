@@ -226,7 +226,8 @@ def test_a_failed_blocking_check_stops_gold(world, world_copy, instance):
     failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
     assert ("silver/payments", "reject_share") in {
         (e.asset_key.to_user_string(), e.check_name) for e in failed}
-    reject = next(e for e in failed if e.check_name == "reject_share")
+    reject = next(e for e in failed if e.check_name == "reject_share"
+                  and e.asset_key.to_user_string() == "silver/payments")
     assert reject.severity == dg.AssetCheckSeverity.ERROR
     assert reject.metadata["share"].value > 0.5
     materialized = {e.materialization.asset_key
