@@ -68,8 +68,8 @@ from churn_assets.simulator import vocab as V
 from churn_assets.simulator.config import DirtConfig, SimConfig
 from churn_assets.simulator.dirt import Dirt
 from churn_assets.simulator.keyed import Keyed
-from churn_assets.simulator.run import DIRT_KINDS, SimSummary, _file_name
 from churn_assets.simulator.records import KEY
+from churn_assets.simulator.run import DIRT_KINDS, SimSummary, _file_name
 from churn_assets.simulator.schema import NULL, Records
 from churn_assets.simulator.writer import Renderer
 
