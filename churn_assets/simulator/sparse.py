@@ -62,7 +62,7 @@ from datetime import date, timedelta
 import numpy as np
 import polars as pl
 
-from churn_assets.ingest.landing import write_drop
+from churn_assets.ingest.landing import SIMULATOR, write_drop
 from churn_assets.settings import DOMAINS, Paths
 from churn_assets.simulator import vocab as V
 from churn_assets.simulator.config import DirtConfig, SimConfig
@@ -273,12 +273,13 @@ def simulate_sparse(paths: Paths, config: SimConfig, params: SparseRetailParams 
             for e in exports:
                 body = e.flawed if e.flawed is not None else e.records
                 content = renderer.file(e.domain, body, e.columns, [] if e.flawed else e.broken)
-                write_drop(paths.landing, e.domain, day, {_file_name(e.domain, day): content})
+                write_drop(paths.landing, e.domain, day, {_file_name(e.domain, day): content},
+                           source=SIMULATOR)
             for e in due + (owed if t == config.days - 1 else []):
                 redropped.append((e.domain, config.start + timedelta(days=e.t)))
                 when = config.start + timedelta(days=e.t)
                 write_drop(paths.landing, e.domain, when, {_file_name(e.domain, when): renderer.file(
-                    e.domain, e.records, e.columns, e.broken)})
+                    e.domain, e.records, e.columns, e.broken)}, source=SIMULATOR)
             if progress:
                 progress(t + 1, config.days)
     finally:

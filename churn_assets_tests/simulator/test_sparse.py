@@ -12,6 +12,7 @@ import polars as pl
 import pytest
 
 from churn_assets.cli import main
+from churn_assets.ingest.landing import SIMULATOR, list_drops
 from churn_assets.lab.evaluate import silver_from_landing
 from churn_assets.settings import Paths, load_settings
 from churn_assets.simulator import DirtConfig
@@ -166,6 +167,9 @@ def test_truth_and_domains(cdnow_sized):
     paths, config, summary, _ = cdnow_sized
     landed = sorted(p.name for p in paths.landing.iterdir() if not p.name.startswith("_"))
     assert landed == ["customers", "payments"]
+    # Every drop names the simulator as its writer, so `run` may hash with the local key.
+    assert {d.source for domain in landed for d in list_drops(paths.landing, domain)} == {
+        SIMULATOR}
     assert summary.rows["events"] == summary.rows["tickets"] == summary.rows["marketing"] == 0
     truth = pl.read_parquet(paths.truth / "customers.parquet")
     assert truth.height == CDNOW_SAMPLE_CUSTOMERS
