@@ -21,7 +21,7 @@ from churn_assets.decisions.drift import population_stability
 from churn_assets.ml.cltv import CltvModel
 from churn_assets.ml.dataset import only_at_risk
 from churn_assets.ml.gate import GatePolicy, NoChampionError
-from churn_assets.ml.registry import scoring_input
+from churn_assets.ml.registry import score_with
 from churn_assets.resources.mlflow import MlflowResource
 from churn_assets.resources.store import DateWindow, TableStore
 from churn_assets.settings import Settings
@@ -45,7 +45,7 @@ def score_day(features: pl.DataFrame, model, version: str, cltv: CltvModel, sett
     """``SCORE_COLUMNS`` for one day's at-risk features."""
     if features.is_empty():
         return pl.DataFrame(schema=SCORE_COLUMNS)
-    predicted = pl.from_pandas(model.predict(scoring_input(model, features)))
+    predicted = score_with(model, features)
     value = cltv.predict(features, settings.model.cltv_horizon_days).select("customer_id", "cltv")
     drivers = [c for c in predicted.columns if c.startswith("driver_") and c[7:].isdigit()]
     scored = (

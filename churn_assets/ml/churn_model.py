@@ -41,6 +41,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
 from churn_assets.ml import metrics as m
+from churn_assets.ml.contributions import tree_contributions
 from churn_assets.ml.dataset import LABEL, FeatureSpec, TimeSplit, time_split, training_frame
 from churn_assets.ml.purchase_process import PurchaseProcess
 
@@ -124,40 +125,61 @@ class Calibrator:
 
 
 class _Explained(ABC):
-    """Drivers and scores from per-feature contributions; shared by both kinds of model."""
+    """Drivers and scores from per-feature contributions; shared by both kinds of model. The
+    work is done on the encoded feature matrix (``spec.matrix``), built once per batch."""
 
     spec: FeatureSpec
+    calibrator: Calibrator
 
     @abstractmethod
+    def _raw(self, x: np.ndarray) -> np.ndarray:
+        """Uncalibrated score per row of an encoded matrix."""
+
+    @abstractmethod
+    def _contributions(self, x: np.ndarray) -> np.ndarray:
+        """Per-row, per-feature log-odds contributions, the bias in the last column."""
+
+    def raw_proba(self, frame: pl.DataFrame) -> np.ndarray:
+        return self._raw(self.spec.matrix(frame))
+
     def predict_proba(self, frame: pl.DataFrame) -> np.ndarray:
-        """Calibrated churn probability per row."""
+        """Calibrated probability of churning within ``horizon_days``, one per row."""
+        return self._calibrated(self.spec.matrix(frame))
 
-    @abstractmethod
     def contributions(self, frame: pl.DataFrame) -> np.ndarray:
         """Per-row, per-feature log-odds contributions, the bias in the last column."""
+        return self._contributions(self.spec.matrix(frame))
+
+    def _calibrated(self, x: np.ndarray) -> np.ndarray:
+        return np.clip(self.calibrator(self._raw(x)), 0.0, 1.0)
 
     def drivers(self, frame: pl.DataFrame, k: int = DRIVERS) -> pl.DataFrame:
         """Per row, the ``k`` features that raise the churn risk the most (largest contribution
         first): ``driver_<i>`` (feature name) and ``driver_<i>_impact`` (log-odds). A customer
         with fewer than ``k`` risk-raising features gets the least risk-lowering ones next
         (negative impact)."""
-        contrib = self.contributions(frame)[:, :-1]
+        return self._drivers(self.spec.matrix(frame), k)
+
+    def _drivers(self, x: np.ndarray, k: int) -> pl.DataFrame:
+        contrib = self._contributions(x)[:, :-1]
         k = min(k, contrib.shape[1])
+        # Stable: equal contributions (e.g. several zeros) keep the features' order.
         top = np.argsort(-contrib, axis=1, kind="stable")[:, :k]
-        names = np.array(self.spec.columns, dtype=object)
+        names = pl.Series(list(self.spec.columns), dtype=pl.String)
         impact = np.take_along_axis(contrib, top, axis=1)
         return pl.DataFrame({
             col: values for i in range(k) for col, values in (
-                (f"driver_{i + 1}", pl.Series(names[top[:, i]].tolist(), dtype=pl.String)),
+                (f"driver_{i + 1}", names.gather(top[:, i])),
                 (f"driver_{i + 1}_impact", impact[:, i]))
         })
 
     def score(self, frame: pl.DataFrame, k: int = DRIVERS) -> pl.DataFrame:
         """``customer_id``, ``churn_probability`` and the top-``k`` drivers of every row."""
+        x = self.spec.matrix(frame)
         return pl.concat([
             frame.select(pl.col("customer_id").cast(pl.String)),
-            pl.DataFrame({"churn_probability": self.predict_proba(frame)}),
-            self.drivers(frame, k),
+            pl.DataFrame({"churn_probability": self._calibrated(x)}),
+            self._drivers(x, k),
         ], how="horizontal")
 
 
@@ -173,16 +195,13 @@ class ChurnModel(_Explained):
     horizon_days: int
     kind: str = "lightgbm"
 
-    def raw_proba(self, frame: pl.DataFrame) -> np.ndarray:
-        return self.booster.predict(self.spec.matrix(frame))
+    def _raw(self, x: np.ndarray) -> np.ndarray:
+        return self.booster.predict(x)
 
-    def predict_proba(self, frame: pl.DataFrame) -> np.ndarray:
-        """Calibrated probability of churning within ``horizon_days``, one per row."""
-        return np.clip(self.calibrator(self.raw_proba(frame)), 0.0, 1.0)
-
-    def contributions(self, frame: pl.DataFrame) -> np.ndarray:
-        """SHAP values (rows, features + 1 for the bias) on the raw log-odds scale."""
-        return self.booster.predict(self.spec.matrix(frame), pred_contrib=True)
+    def _contributions(self, x: np.ndarray) -> np.ndarray:
+        """SHAP values (rows, features + 1 for the bias) on the raw log-odds scale: LightGBM's
+        own, computed once per way through each tree on large batches (``contributions.py``)."""
+        return tree_contributions(self.booster, x)
 
 
 @dataclass
@@ -200,15 +219,12 @@ class BaselineModel(_Explained):
     importance: pl.DataFrame = field(default_factory=pl.DataFrame)
     kind: str = "logistic_baseline"
 
-    def raw_proba(self, frame: pl.DataFrame) -> np.ndarray:
-        return self.pipeline.predict_proba(self.spec.matrix(frame))[:, 1]
+    def _raw(self, x: np.ndarray) -> np.ndarray:
+        return self.pipeline.predict_proba(x)[:, 1]
 
-    def predict_proba(self, frame: pl.DataFrame) -> np.ndarray:
-        return np.clip(self.calibrator(self.raw_proba(frame)), 0.0, 1.0)
-
-    def contributions(self, frame: pl.DataFrame) -> np.ndarray:
+    def _contributions(self, x: np.ndarray) -> np.ndarray:
         encode = self.pipeline.named_steps["encode"]
-        design = encode.transform(self.spec.matrix(frame))
+        design = encode.transform(x)
         design = design.toarray() if hasattr(design, "toarray") else np.asarray(design)
         logistic = self.pipeline.named_steps["logistic"]
         owners = _design_owners(encode)

@@ -232,6 +232,20 @@ def load_churn_model(location: MlflowLocation, model_uri: str) -> ChurnModel:
 def scoring_input(model: mlflow.pyfunc.PyFuncModel, features: pl.DataFrame) -> pd.DataFrame:
     """Gold ``customer_features`` rows as the registered model's signature wants them (text
     and float64 columns; booleans as 0/1), whichever version it is."""
+    return _typed_input(model, features).to_pandas()
+
+
+def score_with(model: mlflow.pyfunc.PyFuncModel, features: pl.DataFrame) -> pl.DataFrame:
+    """``model.predict(scoring_input(model, features))`` as a Polars frame, the same numbers:
+    the registered pyfunc's own churn model scores the same typed columns, without the pandas
+    round trip and MLflow's column-by-column schema enforcement (seconds per million rows)."""
+    inner = model.unwrap_python_model()
+    if not isinstance(inner, ChurnPyfunc):
+        return pl.from_pandas(model.predict(scoring_input(model, features)))
+    return inner.model.score(_typed_input(model, features), DRIVERS)
+
+
+def _typed_input(model: mlflow.pyfunc.PyFuncModel, features: pl.DataFrame) -> pl.DataFrame:
     columns = model.metadata.get_input_schema().inputs
     missing = [c.name for c in columns if c.name not in features.columns]
     if missing:
@@ -239,7 +253,7 @@ def scoring_input(model: mlflow.pyfunc.PyFuncModel, features: pl.DataFrame) -> p
     return features.select(
         pl.col(c.name).cast(pl.String if c.type == DataType.string else pl.Float64)
         for c in columns
-    ).to_pandas()
+    )
 
 
 def signature(model: ChurnModel) -> ModelSignature:

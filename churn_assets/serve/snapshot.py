@@ -32,7 +32,7 @@ from churn_assets.decisions.policy import choose_actions
 from churn_assets.ml.cltv import CltvModel
 from churn_assets.ml.dataset import at_risk
 from churn_assets.ml.gate import GatePolicy
-from churn_assets.ml.registry import scoring_input
+from churn_assets.ml.registry import score_with
 from churn_assets.resources.mlflow import MlflowResource
 from churn_assets.resources.store import DateWindow, TableStore
 from churn_assets.settings import Settings
@@ -68,7 +68,7 @@ class Scorer:
         scored_rows = features.filter(population["in_population"])
         out = population.join(value, on="customer_id", how="left")
         if scored_rows.height:
-            predicted = pl.from_pandas(self.model.predict(scoring_input(self.model, scored_rows)))
+            predicted = score_with(self.model, scored_rows)
             names = sorted(c for c in predicted.columns
                            if c.startswith("driver_") and c[7:].isdigit())
             drivers = pl.concat_list(

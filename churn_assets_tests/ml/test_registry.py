@@ -27,6 +27,7 @@ from churn_assets.ml.registry import (
     load_churn_model,
     log_training,
     register,
+    score_with,
     scoring_input,
 )
 from churn_assets.resources.mlflow import MlflowResource
@@ -111,6 +112,11 @@ def test_the_registered_model_scores_exactly_like_the_trained_one(location, trai
                                   trained.validation_probability)
     unwrapped = load_churn_model(location, f"models:/churn_model/{version}")
     np.testing.assert_array_equal(unwrapped.predict_proba(rows), trained.validation_probability)
+    # What scoring calls: the same frame without the pandas round trip (rows with booleans
+    # and text as gold has them; the pyfunc got them cast to its signature's types).
+    assert score_with(loaded, rows).to_pandas().equals(from_registry)
+    with pytest.raises(ValueError, match="lack columns.*orders_total"):
+        score_with(loaded, rows.drop("orders_total"))
 
 
 def test_no_champion_says_which_model_metric_floor_and_setting(location, below_floor):
