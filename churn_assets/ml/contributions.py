@@ -172,37 +172,36 @@ def tree_contributions(booster: lgb.Booster, x: np.ndarray, min_rows: int = MIN_
     trees = _parse(booster)
     if trees is None:
         return booster.predict(x, pred_contrib=True)
-    parts = []
+    # Feature-major, so that adding one feature's contributions writes contiguous memory.
+    total = np.zeros((x.shape[1] + 1, x.shape[0]))
     for start in range(0, x.shape[0], CHUNK_ROWS):
-        chunk = x[start:start + CHUNK_ROWS]
-        part = _grouped(booster, trees, chunk)
-        if part is None:
+        if not _grouped(booster, trees, x[start:start + CHUNK_ROWS],
+                        total[:, start:start + CHUNK_ROWS]):
             log.warning("a split rule disagreed with LightGBM's own leaves: computing SHAP "
                         "contributions row by row for this batch")
             return booster.predict(x, pred_contrib=True)
-        parts.append(part)
-    return np.concatenate(parts) if len(parts) > 1 else parts[0]
+    return total.T
 
 
-def _grouped(booster: lgb.Booster, trees: list[_Tree], x: np.ndarray) -> np.ndarray | None:
-    rows, width = x.shape[0], x.shape[1] + 1
+def _grouped(booster: lgb.Booster, trees: list[_Tree], x: np.ndarray, total: np.ndarray
+             ) -> bool:
+    """Add the contributions of ``x``'s rows to ``total`` (features + 1, rows); False, with
+    ``total`` partly written, when a split read here disagrees with LightGBM's leaves."""
+    rows = x.shape[0]
     leaves = booster.predict(x, pred_leaf=True).reshape(rows, len(trees))
     columns = _Columns(x)
-    # Feature-major, so that adding one feature's contributions writes one contiguous row.
-    total = np.zeros((width, rows))
     for index, tree in enumerate(trees):
         ways = np.zeros(rows, dtype=np.int64)
         for node in range(tree.splits):
             ways |= tree.goes_left(columns, node).astype(np.int64) << node
-        distinct, first, group = _group(ways, tree.splits)
+        distinct, taker, group = _group(ways, tree.splits)
         if not np.array_equal(tree.leaf_of(distinct)[group], leaves[:, index]):
-            return None
-        phi = booster.predict(x[first], start_iteration=index, num_iteration=1,
+            return False
+        phi = booster.predict(x[taker], start_iteration=index, num_iteration=1,
                               pred_contrib=True)
-        used = np.flatnonzero(np.any(phi != 0.0, axis=0))
-        for column in used:
+        for column in np.flatnonzero(np.any(phi != 0.0, axis=0)):
             total[column] += np.take(phi[:, column], group)
-    return total.T
+    return True
 
 
 def _group(ways: np.ndarray, splits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

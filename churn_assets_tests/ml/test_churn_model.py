@@ -285,3 +285,13 @@ def test_every_nth_snapshot_day_and_customer_weights(world, trained):
     # Validation keeps every day.
     np.testing.assert_array_equal(result.split.validation, trained.split.validation)
     assert result.metrics["model"]["roc_auc"] > 0.75
+
+
+def test_top_drivers_are_a_stable_descending_sort_cut_at_k():
+    from churn_assets.ml.churn_model import _top_columns
+
+    # Small integers: many ties, which keep the features' order.
+    values = np.random.default_rng(3).integers(-2, 3, size=(5000, 7)).astype(float)
+    for k in (1, 3, 7):
+        np.testing.assert_array_equal(
+            _top_columns(values, k), np.argsort(-values, axis=1, kind="stable")[:, :k])
