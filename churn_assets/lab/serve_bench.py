@@ -166,11 +166,12 @@ def _customer_ids(home: Path) -> list[str]:
 
 
 def distinct_rows(history: pl.DataFrame, rows: int, seed: int = 0) -> pl.DataFrame:
-    """``rows`` scoring rows, none equal to another: every at-risk gold row of the world's
-    history (all days, so the same customer at different ages), then copies of them whose
-    numeric features are each scaled by a random factor in [0.8, 1.25], under fresh ids, all
-    on the last day. Copies of one day's rows would flatter anything that reuses work between
-    equal rows (such as the SHAP drivers' grouping by the way through each tree)."""
+    """``rows`` scoring rows: every at-risk gold row of the world's history (all days, so the
+    same customer at different ages), then copies of them whose numeric features are each
+    scaled by a random factor in [0.8, 1.25] (counts rounded back to whole numbers), under
+    fresh ids, all on the last day. Copies of one day's rows would flatter anything that reuses
+    work between equal rows (such as the SHAP drivers' grouping by the way through each tree);
+    only a row whose numbers are all missing, zero or small counts can repeat here."""
     rng = np.random.default_rng(seed)
     last = history["snapshot_date"].max()
     numeric = [c for c, t in history.schema.items()
