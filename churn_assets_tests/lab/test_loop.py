@@ -1,5 +1,6 @@
 """The closed-loop experiment end to end on a tiny world: the pipeline decides, the simulator
-executes, and the truth shows exactly what was done (and what was not)."""
+executes, the truth shows exactly what was done (and what was not), and the policy worlds differ
+from the no-action twin only in the customers they treated."""
 
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ def experiment(tmp_path_factory):
 def test_the_loop_keeps_the_budget_and_the_truth_shows_exactly_the_treatment(experiment):
     w_end = CONFIG.warmup_end
     costs = {name: config.cost for name, config in Actions().as_dict().items()}
-    for policy in ("budget", "rules"):
+    for policy in ("uplift", "rules", "budget"):
         paths = experiment.homes[policy]
         actions = pl.read_delta(str(paths.lake / "decisions" / "actions"))
         assert set(actions["snapshot_date"]) == set(CONFIG.decision_days())
@@ -78,11 +79,33 @@ def test_the_loop_keeps_the_budget_and_the_truth_shows_exactly_the_treatment(exp
     assert not (experiment.homes["none"].lake / "decisions" / "actions").exists()
 
     numbers = experiment.numbers
-    for policy in ("budget", "rules"):
-        assert 0 < numbers[policy]["spend"] <= BUDGET * len(CONFIG.decision_days())
-        assert numbers[policy]["prevented_expected"] > 0
-        assert numbers[policy]["uplift"].height
+    for policy in ("uplift", "rules", "budget"):
+        found = numbers[policy]
+        assert 0 < found["spend"] <= BUDGET * len(CONFIG.decision_days())
+        assert found["oracle_prevented"] > 0
+        assert found["by_campaign_uplift"].height
+        # Exact counterfactual: only treated customers' revenue can differ from the twin's.
+        actions = pl.read_delta(str(experiment.homes[policy].lake / "decisions" / "actions"))
+        treated = set(actions.filter(~pl.col("control"))["customer_id"])
+        assert 0 < found["customers_changed"] <= len(treated)
     report = (experiment.homes["none"].home.parent.parent / "report.md").read_text()
     assert report == experiment.report
-    assert "Ratio budget / rules of revenue saved" in report
+    targets = [line for line in report.splitlines() if line.startswith("target: ")]
+    assert len(targets) == 4
+    assert all(line.endswith((": met", ": missed")) for line in targets)
     assert "measured uplift" in report
+
+
+def test_a_policy_world_differs_from_its_twin_only_in_the_treated_customers(experiment):
+    """Gold daily activity of customers never treated is identical in the policy worlds and the
+    no-action world: the comparison is exact, not in distribution."""
+    none = pl.read_delta(str(experiment.homes["none"].lake / "gold" / "daily_activity"))
+    for policy in ("uplift", "rules"):
+        paths = experiment.homes[policy]
+        actions = pl.read_delta(str(paths.lake / "decisions" / "actions"))
+        treated = actions.filter(~pl.col("control"))["customer_id"].unique()
+        world = pl.read_delta(str(paths.lake / "gold" / "daily_activity"))
+        columns = sorted(set(world.columns) & set(none.columns))
+        untouched = [f.filter(~pl.col("customer_id").is_in(treated.implode())).select(columns)
+                     .sort(columns) for f in (world, none)]
+        assert untouched[0].height > 0 and untouched[0].equals(untouched[1])
