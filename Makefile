@@ -46,8 +46,11 @@ ui: install $(DAGSTER_HOME)/dagster.yaml
 bench: install
 	$(BIN)/python -m churn_assets.lab.bench
 
+# The issue's size (20,000 customers, 26 weekly decisions after a 150-day warm-up with a 6-week
+# pilot); `make loop LOOP_ARGS="--customers 1200 ..."` runs a smaller one. The report says what ran.
+LOOP_ARGS ?= --customers 20000 --days 335 --warmup-days 150 --pilot-days 42 --steps 26
 loop: install
-	$(BIN)/python -m churn_assets.lab.loop
+	$(BIN)/python -m churn_assets.lab.loop $(LOOP_ARGS) --out docs/loop_experiment.md --force
 
 # The MLflow UI on the project's tracking store (http://127.0.0.1:5000).
 mlflow: install

@@ -56,6 +56,7 @@ import dagster as dg
 import polars as pl
 
 from churn_assets import catalog
+from churn_assets.assets.uplift import UPLIFT_MODEL_KEY
 from churn_assets.automation import (
     DAILY_JOB,
     LABELS_JOB,
@@ -86,8 +87,14 @@ POLICY_SECTIONS: dict[str, dict[str, dict]] = {
     "rules": {"decisions.policy": {"kind": "rules"}},
     "budget": {"decisions.policy": {"kind": "budget"}},
 }
+# Retrains the uplift model alone: the churn model stays the warm-up's in every world, so the
+# worlds differ in their policy only.
+UPLIFT_JOB = "loop_uplift_training"
 # One Dagster run per range the loop asks for (the assets still commit day by day).
 DAYS_PER_RUN = 400
+# What the loop reports of each uplift model training.
+UPLIFT_META = ("status", "model_version", "champion_version", "training_rows",
+               "holdout_qini_model", "holdout_qini_churn_risk")
 # A measured interval from arms smaller than this is not judged for coverage.
 MIN_ARM = 30
 
@@ -116,8 +123,11 @@ class LoopConfig:
     auc_floor: float | None = None  # None: the gate's default ([model] auc_floor)
     pilot_days: int = 0  # a randomized pilot over the warm-up's last days (0: none)
     settings: dict[str, dict] = field(default_factory=dict)
+    # The pilot: the rule policy, with half the eligible customers given a random arm (no
+    # action included) within the whole budget, so every arm gathers randomized outcomes.
     pilot_settings: dict[str, dict] = field(default_factory=lambda: {
-        "decisions.policy": {"kind": "rules"}})
+        "decisions.policy": {"kind": "rules"},
+        "decisions.experiment": {"explore_share": 0.5, "explore_budget_share": 1.0}})
 
     def __post_init__(self) -> None:
         if not 0 < self.warmup_days < self.days:
@@ -267,6 +277,18 @@ class World:
                 "--auc-floor (the report says so) or lengthen --warmup-days.")
         return meta
 
+    def train_uplift(self) -> dict:
+        """Retrain the uplift model alone (``ml/uplift_model``, gated); its metadata."""
+        job = dg.define_asset_job(UPLIFT_JOB, selection=dg.AssetSelection.assets(UPLIFT_MODEL_KEY))
+        defs = dg.Definitions.merge(self.defs, dg.Definitions(jobs=[job]))
+        try:
+            result = run_once(defs, UPLIFT_JOB, self.instance)
+        except RunError as exc:
+            return {"status": f"training failed: {exc}"}
+        for event in result.get_asset_materialization_events():
+            return {k: v.value for k, v in event.materialization.metadata.items()}
+        return {}
+
     def measure(self, days: list[date]) -> None:
         """``churn_outcomes`` for campaign ``days`` (their windows have closed)."""
         for day in days:
@@ -348,9 +370,8 @@ def run_loop(config: LoopConfig, home: Path, out: Path | None = None,
             say(f"[pilot] {day}: {step['treated']:,} treated + {step['control']:,} control, "
                 f"spend {step['spend']:.2f}; simulated through {until}")
         warm.ingest(w_end)
-        warm.measure([d for d in pilot if d + timedelta(days=window) <= w_end])
-        model = warm.train(w_end)
-        say(f"[pilot] measured and retrained ({time.perf_counter() - clock:.0f}s)")
+        say(f"[pilot] done ({time.perf_counter() - clock:.0f}s); its outcomes are measured by "
+            "the uplift world only, so the other worlds keep their configured save rates")
     warm.close()
 
     # 2. four worlds from the warm-up
@@ -362,8 +383,9 @@ def run_loop(config: LoopConfig, home: Path, out: Path | None = None,
     window = worlds["uplift"].settings.scoring.outcome_window_days
     campaigns = pilot + days
     steps: dict[str, list[dict]] = {name: [] for name in POLICIES}
+    uplift_log: list[dict] = []
     for name in POLICIES:
-        world, measured = worlds[name], {d for d in pilot if d + timedelta(days=window) <= w_end}
+        world, measured = worlds[name], set()
         for index, day in enumerate(days):
             clock = time.perf_counter()
             if name == "uplift":
@@ -374,7 +396,11 @@ def run_loop(config: LoopConfig, home: Path, out: Path | None = None,
                 if closed:
                     world.measure(closed)
                     measured.update(closed)
-                    run_once(world.defs, TRAINING_JOB, world.instance)
+                    trained = world.train_uplift()
+                    uplift_log.append({"day": day, "campaigns": len(measured),
+                                       **{k: trained.get(k) for k in UPLIFT_META}})
+                    say(f"[uplift] {day}: measured {len(closed)} campaigns; uplift model: "
+                        f"{trained.get('status')}")
             step = world.decide(day)
             until = days[index + 1] if index + 1 < len(days) else config.end
             world.simulate_to(until, apply_actions=True)
@@ -401,6 +427,7 @@ def run_loop(config: LoopConfig, home: Path, out: Path | None = None,
                                                   "baseline_val_roc_auc", "val_ece", "gate")}
     numbers["steps"] = steps
     numbers["pilot"] = pilot
+    numbers["uplift_log"] = uplift_log
     numbers["settings"] = worlds["uplift"].settings
     for world in worlds.values():
         world.close()
@@ -508,8 +535,22 @@ def qini(world: World, days: list[date], window: int) -> pl.DataFrame:
 
 def uplift_predictions(world: World, days: list[date]) -> pl.DataFrame | None:
     """The uplift champion's predicted retention uplift per action (``predicted_<action>``) for
-    the customers scored on ``days``; None without an uplift model."""
-    return None
+    the customers with gold features on ``days``; None without an uplift model."""
+    champion = world.defs.resources["mlflow"].load_uplift_champion()
+    if champion is None:
+        return None
+    model = champion[0]
+    features = world.table(catalog.CUSTOMER_FEATURES.full_name)
+    parts = []
+    for day in days:
+        rows = features.filter(pl.col("snapshot_date") == day)
+        if rows.height:
+            parts.append(model.predict(rows).with_columns(snapshot_date=pl.lit(day)))
+    if not parts:
+        return None
+    return pl.concat(parts).pivot(on="action", index=["customer_id", "snapshot_date"],
+                                  values="retention_uplift").rename(
+        {a: f"predicted_{a}" for a in V.ACTIONS}, strict=False)
 
 
 # ---------------------------------------------------------------- the report
