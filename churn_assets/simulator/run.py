@@ -40,7 +40,9 @@ traits such as the segment) as of that day (a later churn is null), ``state/`` a
 
 from __future__ import annotations
 
+import hashlib
 import json
+import pickle
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -142,17 +144,26 @@ def simulate(
     started = time.perf_counter()
     last = _last_day_index(config, until)
     start_epoch = (config.start - date(1970, 1, 1)).days * 86400
-    state = BusinessState(config.customers, config.days, start_epoch, config.seed)
-    static = {k: getattr(state, k) for k in ("first_name", "last_name", "region", "phone_number")}
-    renderer = Renderer(config.customers, start_epoch, static)
-    dirt = Dirt(config.dirt, config.days, state.keyed)
     todo = _index_actions(actions, config)
     hazard_dir = paths.truth / "hazard"
     hazard_dir.mkdir(parents=True, exist_ok=True)
-    for old in hazard_dir.glob("*.parquet"):
+    resumed = _resume(paths, config, todo, last)
+    if resumed is None:
+        state = BusinessState(config.customers, config.days, start_epoch, config.seed)
+        dirt = Dirt(config.dirt, config.days, state.keyed)
+        progress_so_far = _Progress(first=0, owed=[], redropped=[])
+        stale = hazard_dir.glob("*.parquet")
+    else:
+        state, dirt, progress_so_far = resumed
+        stale = (f for f in hazard_dir.glob("*.parquet")
+                 if (date.fromisoformat(f.stem) - config.start).days >= progress_so_far.first)
+    for old in stale:
         old.unlink()
+    static = {k: getattr(state, k) for k in ("first_name", "last_name", "region", "phone_number")}
+    renderer = Renderer(config.customers, start_epoch, static)
     try:
-        redropped = _run_days(paths, config, state, renderer, dirt, todo, progress, last)
+        redropped = _run_days(paths, config, state, renderer, dirt, todo, progress, last,
+                              progress_so_far)
     finally:
         renderer.close()
 
@@ -176,20 +187,31 @@ def simulate(
     return summary
 
 
+@dataclass
+class _Progress:
+    """Where a run stands between days: the next day to simulate, the flawed drops whose
+    complete version is still owed, and the re-drops done so far."""
+
+    first: int
+    owed: list[Export]
+    redropped: list[tuple[str, int]]
+
+
 def _run_days(paths, config: SimConfig, state: BusinessState, renderer: Renderer, dirt: Dirt,
-              todo: dict, progress, last: int) -> list[tuple[str, int]]:
-    """The day loop through day index ``last``: generate and dirty in this thread, render and
-    write in one writer thread.
+              todo: dict, progress, last: int, done: _Progress) -> list[tuple[str, int]]:
+    """The day loop from ``done.first`` through day index ``last``: generate and dirty in this
+    thread, render and write in one writer thread.
 
     At most two days are in flight (one for very big days), so memory does not grow with the
     history. Returns the re-dropped (domain, day index) pairs in the order they were re-dropped.
+    A run that stops before the end leaves a checkpoint for the next (``_resume``).
     """
-    owed: list[Export] = []
-    redropped: list[tuple[str, int]] = []
+    owed: list[Export] = list(done.owed)
+    redropped: list[tuple[str, int]] = list(done.redropped)
     futures: list[Future] = []
-    reported = 0
+    reported = done.first
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sim-writer") as writer:
-        for t in range(last + 1):
+        for t in range(done.first, last + 1):
             plan = state.step(t, todo.get(t))
             records = build_day(state, plan)
             exports = [
@@ -202,8 +224,10 @@ def _run_days(paths, config: SimConfig, state: BusinessState, renderer: Renderer
             hazard = _hazard_frame(renderer, plan, config.start)
             futures.append(writer.submit(_write_day, renderer, paths, config.start, t, exports, due, hazard))
             in_flight = 1 if sum(e.rows for e in exports) > BIG_DAY_ROWS else 2
-            while reported < len(futures) and (len(futures) - reported > in_flight or futures[reported].done()):
-                futures[reported].result()
+            while (reported - done.first < len(futures)
+                   and (len(futures) - (reported - done.first) > in_flight
+                        or futures[reported - done.first].done())):
+                futures[reported - done.first].result()
                 reported += 1
                 if progress:
                     progress(reported, last + 1)
@@ -212,12 +236,63 @@ def _run_days(paths, config: SimConfig, state: BusinessState, renderer: Renderer
             # that stops earlier leaves every re-drop still owed to a later run.
             futures.append(writer.submit(_write_redrops, renderer, paths, config.start, owed))
             redropped += [(e.domain, e.t) for e in owed]
-        for future in futures[reported:]:
+        for future in futures[reported - done.first:]:
             future.result()
     for day in range(reported, last + 1):
         if progress:
             progress(day + 1, last + 1)
+    if last < config.days - 1:
+        _save_checkpoint(paths, config, todo, _Progress(last + 1, owed, redropped), state, dirt)
     return redropped
+
+
+CHECKPOINT = "resume.pkl"
+
+
+def _actions_digest(todo: dict, through: int) -> str:
+    """A digest of the actions executed on days ``0 .. through`` (the simulator's own index)."""
+    digest = hashlib.sha256()
+    for t in sorted(k for k in todo if k <= through):
+        customers, codes = todo[t]
+        digest.update(np.int64(t).tobytes())
+        digest.update(np.ascontiguousarray(customers, dtype=np.int64).tobytes())
+        digest.update(np.ascontiguousarray(codes, dtype=np.int64).tobytes())
+    return digest.hexdigest()
+
+
+def _save_checkpoint(paths: Paths, config: SimConfig, todo: dict, done: _Progress,
+                     state: BusinessState, dirt: Dirt) -> None:
+    """Everything a later run needs to go on from day ``done.first`` instead of day 0: the
+    state, the dirt's late rows and counts, the owed re-drops; keyed draws carry no stream
+    position, so going on gives the same bytes as one run."""
+    folder = paths.truth / "state"
+    folder.mkdir(parents=True, exist_ok=True)
+    body = {"config": repr(config), "first": done.first,
+            "actions": _actions_digest(todo, done.first - 1),
+            "state": state, "dirt": dirt, "owed": done.owed, "redropped": done.redropped}
+    tmp = folder / (CHECKPOINT + ".tmp")
+    with tmp.open("wb") as f:
+        pickle.dump(body, f, protocol=pickle.HIGHEST_PROTOCOL)
+    tmp.replace(folder / CHECKPOINT)
+
+
+def _resume(paths: Paths, config: SimConfig, todo: dict, last: int
+            ) -> tuple[BusinessState, Dirt, _Progress] | None:
+    """The checkpoint of an earlier run into this data root, if this run can go on from it: the
+    same world, the same actions on the days it simulated, and not past ``last``. None means
+    simulate from day 0 (always correct, only slower)."""
+    path = paths.truth / "state" / CHECKPOINT
+    try:
+        with path.open("rb") as f:
+            body = pickle.load(f)
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
+        return None
+    first = body.get("first", 0)
+    if (body.get("config") != repr(config) or not 0 < first <= last + 1
+            or body.get("actions") != _actions_digest(todo, first - 1)
+            or not (paths.truth / "hazard" / f"{config.start + timedelta(days=first - 1)}.parquet").exists()):
+        return None
+    return body["state"], body["dirt"], _Progress(first, body["owed"], body["redropped"])
 
 
 def _file_name(domain: str, day: date) -> str:

@@ -199,3 +199,41 @@ def test_the_default_world_ends_yesterday_and_grows_day_by_day(tmp_path, monkeyp
     assert max(d.day for d in list_drops(tmp_path / "home" / "landing")) == today
     assert main([*args, "--until", "today"]) == 0
     assert "nothing to do" in capsys.readouterr().out
+
+
+def _first_day_simulated(paths: Paths, actions: pl.DataFrame | None, until: date) -> int:
+    """Simulate into ``paths``; the 1-based index of the first day this run generated."""
+    seen: list[int] = []
+    simulate(paths, CONFIG, actions=actions, until=until, progress=lambda d, _: seen.append(d))
+    return seen[0]
+
+
+def test_a_later_run_goes_on_from_the_checkpoint_with_new_actions_like_one_run(tmp_path):
+    """A loop step simulates on from where the last one stopped instead of from day 0; the world
+    is the one a single run with the same actions makes, byte for byte."""
+    actions = pl.DataFrame({"customer_id": ["C00000003", "C00000011"], "day": [day(12), day(14)],
+                            "action": ["discount_voucher", "loyalty_reward"]})
+    stepwise, once = Paths(tmp_path / "stepwise"), Paths(tmp_path / "once")
+    assert _first_day_simulated(stepwise, None, day(9)) == 1
+    assert _first_day_simulated(stepwise, actions, day(19)) == 11  # went on from day 10
+    simulate(once, CONFIG, actions=actions, until=day(19))
+    assert landing_digest(stepwise) == landing_digest(once)
+    for d in range(20):
+        assert hazard(stepwise, day(d)).equals(hazard(once, day(d)))
+    assert hazard(stepwise, day(15)).filter(pl.col("treated")).height > 0
+    for name in ("customers.parquet", "summary.json"):
+        assert (stepwise.truth / name).read_bytes() == (once.truth / name).read_bytes()
+
+
+def test_a_checkpoint_made_with_other_past_actions_is_not_used(tmp_path):
+    first = pl.DataFrame({"customer_id": ["C00000003"], "day": [day(5)],
+                          "action": ["discount_voucher"]})
+    other = first.with_columns(action=pl.lit("reengagement_email"))
+    paths, once = Paths(tmp_path / "paths"), Paths(tmp_path / "once")
+    _first_day_simulated(paths, first, day(9))
+    assert _first_day_simulated(paths, other, day(19)) == 1  # started over from day 0
+    simulate(once, CONFIG, actions=other, until=day(19))
+    for d in range(20):
+        assert hazard(paths, day(d)).equals(hazard(once, day(d)))
+    # Asking for an earlier day than the checkpoint starts over too.
+    assert _first_day_simulated(paths, other, day(4)) == 1
