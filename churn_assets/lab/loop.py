@@ -42,12 +42,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import shlex
 import shutil
 import sys
 import time
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -319,6 +321,60 @@ class World:
 # ---------------------------------------------------------------- the experiment
 
 
+def run_world(name: str, home: Path, config: LoopConfig, seen: dict, days: list[date],
+              campaigns: list[date], say: Callable[[str], None] | None = None) -> dict:
+    """One world after the warm-up: weekly ingest, score, decide and simulate on (``none``:
+    simulate to the end without actions and ingest). The ``uplift`` world also measures every
+    campaign whose window has closed and retrains the uplift model each step. Its steps and the
+    uplift model's trainings; a module-level function, so a worker process can run it."""
+    say = say or (lambda text: print(text, flush=True))
+    world = World(name, home, config, config.sections(POLICY_SECTIONS.get(name)), seen=seen)
+    steps: list[dict] = []
+    uplift_log: list[dict] = []
+    try:
+        if name == "none":
+            clock = time.perf_counter()
+            world.simulate_to(config.end, apply_actions=False)
+            world.ingest(config.end)
+            say(f"[none] simulated and ingested through {config.end} without actions after the "
+                f"warm-up ({time.perf_counter() - clock:.0f}s)")
+            return {"steps": steps, "uplift_log": uplift_log}
+        window = world.settings.scoring.outcome_window_days
+        measured: set[date] = set()
+        for index, day in enumerate(days):
+            clock = time.perf_counter()
+            if name == "uplift":
+                # Learn as it goes: every campaign whose window has closed, then retrain.
+                world.ingest(day)
+                closed = [d for d in campaigns if d + timedelta(days=window) <= day
+                          and d not in measured]
+                if closed:
+                    world.measure(closed)
+                    measured.update(closed)
+                    trained = world.train_uplift()
+                    uplift_log.append({"day": day, "campaigns": len(measured),
+                                       **{k: trained.get(k) for k in UPLIFT_META}})
+                    say(f"[uplift] {day}: measured {len(closed)} campaigns; uplift model: "
+                        f"{trained.get('status')}")
+            step = world.decide(day)
+            until = days[index + 1] if index + 1 < len(days) else config.end
+            world.simulate_to(until, apply_actions=True)
+            step["seconds"] = time.perf_counter() - clock
+            steps.append(step)
+            say(f"[{name}] step {index + 1}/{len(days)}: decided {day}: {step['treated']:,} "
+                f"treated + {step['control']:,} control, spend {step['spend']:.2f}; simulated "
+                f"through {until} ({step['seconds']:.0f}s)")
+        clock = time.perf_counter()
+        world.ingest(config.end)
+        world.measure([d for d in campaigns if d + timedelta(days=window) <= config.end
+                       and d not in measured])
+        say(f"[{name}] ingested and measured through {config.end} "
+            f"({time.perf_counter() - clock:.0f}s)")
+        return {"steps": steps, "uplift_log": uplift_log}
+    finally:
+        world.close()
+
+
 @dataclass
 class LoopResult:
     config: LoopConfig
@@ -330,7 +386,7 @@ class LoopResult:
 
 def run_loop(config: LoopConfig, home: Path, out: Path | None = None,
              command: str | None = None, force: bool = False,
-             say: Callable[[str], None] = print) -> LoopResult:
+             say: Callable[[str], None] = print, workers: int = 1) -> LoopResult:
     """Run the whole experiment under ``home`` (warmup/, none/, uplift/, rules/, budget/)."""
     began = time.perf_counter()
     home = Path(home).resolve()
@@ -374,52 +430,24 @@ def run_loop(config: LoopConfig, home: Path, out: Path | None = None,
             "the uplift world only, so the other worlds keep their configured save rates")
     warm.close()
 
-    # 2. four worlds from the warm-up
-    worlds: dict[str, World] = {}
+    # 2. four worlds from the warm-up, each on its own (in parallel with --workers)
     for name in WORLDS:
         shutil.copytree(warm.paths.home, home / name)
-        worlds[name] = World(name, home / name, config,
-                             config.sections(POLICY_SECTIONS.get(name)), seen=warm.seen)
-    window = worlds["uplift"].settings.scoring.outcome_window_days
     campaigns = pilot + days
-    steps: dict[str, list[dict]] = {name: [] for name in POLICIES}
-    uplift_log: list[dict] = []
-    for name in POLICIES:
-        world, measured = worlds[name], set()
-        for index, day in enumerate(days):
-            clock = time.perf_counter()
-            if name == "uplift":
-                # Learn as it goes: every campaign whose window has closed, then retrain.
-                world.ingest(day)
-                closed = [d for d in campaigns if d + timedelta(days=window) <= day
-                          and d not in measured]
-                if closed:
-                    world.measure(closed)
-                    measured.update(closed)
-                    trained = world.train_uplift()
-                    uplift_log.append({"day": day, "campaigns": len(measured),
-                                       **{k: trained.get(k) for k in UPLIFT_META}})
-                    say(f"[uplift] {day}: measured {len(closed)} campaigns; uplift model: "
-                        f"{trained.get('status')}")
-            step = world.decide(day)
-            until = days[index + 1] if index + 1 < len(days) else config.end
-            world.simulate_to(until, apply_actions=True)
-            step["seconds"] = time.perf_counter() - clock
-            steps[name].append(step)
-            say(f"[{name}] step {index + 1}/{len(days)}: decided {day}: {step['treated']:,} "
-                f"treated + {step['control']:,} control, spend {step['spend']:.2f}; simulated "
-                f"through {until} ({step['seconds']:.0f}s)")
-        clock = time.perf_counter()
-        world.ingest(config.end)
-        world.measure([d for d in campaigns if d + timedelta(days=window) <= config.end
-                       and d not in measured])
-        say(f"[{name}] ingested and measured through {config.end} "
-            f"({time.perf_counter() - clock:.0f}s)")
-    clock = time.perf_counter()
-    worlds["none"].simulate_to(config.end, apply_actions=False)
-    worlds["none"].ingest(config.end)
-    say(f"[none] simulated and ingested through {config.end} without actions after the warm-up "
-        f"({time.perf_counter() - clock:.0f}s)")
+    jobs = {name: (name, home / name, config, warm.seen, days, campaigns) for name in WORLDS}
+    if workers <= 1:
+        ran = {name: run_world(*job, say=say) for name, job in jobs.items()}
+    else:
+        # Spawned, not forked: Dagster, Polars and MLflow hold threads and locks.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            futures = {name: pool.submit(run_world, *job) for name, job in jobs.items()}
+            ran = {name: future.result() for name, future in futures.items()}
+    worlds = {name: World(name, home / name, config, config.sections(POLICY_SECTIONS.get(name)))
+              for name in WORLDS}
+    window = worlds["uplift"].settings.scoring.outcome_window_days
+    steps = {name: ran[name]["steps"] for name in POLICIES}
+    uplift_log = ran["uplift"]["uplift_log"]
 
     # 3. judge against the exact counterfactual
     numbers = judge(config, worlds, days, window)
@@ -720,6 +748,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="report (default $CHURN_HOME/reports/loop_experiment.md)")
     parser.add_argument("--home", type=Path,
                         help="where the worlds go (default $CHURN_HOME/loop_experiment)")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="worlds run at once after the warm-up, each in its own process "
+                        "(default 2: the machine's cores; 1 runs them one after another)")
     parser.add_argument("--force", action="store_true",
                         help="replace an earlier experiment under --home")
     return parser
@@ -739,7 +770,8 @@ def main(argv: list[str] | None = None) -> int:
     home = args.home or paths.home / "loop_experiment"
     command = shlex.join(["python", "-m", "churn_assets.lab.loop", *argv])
     try:
-        result = run_loop(config, home, out=out, command=command, force=args.force)
+        result = run_loop(config, home, out=out, command=command, force=args.force,
+                          workers=args.workers)
     except (LoopError, RunError, ValueError) as exc:
         print(f"churn_assets.lab.loop: error: {exc}", file=sys.stderr)
         return 2

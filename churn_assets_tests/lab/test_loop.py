@@ -34,7 +34,7 @@ def truth(paths: Paths, after) -> pl.DataFrame:
 @pytest.fixture(scope="module")
 def experiment(tmp_path_factory):
     home = tmp_path_factory.mktemp("loop")
-    return run_loop(CONFIG, home / "worlds", out=home / "report.md", say=lambda _: None)
+    return run_loop(CONFIG, home / "worlds", out=home / "report.md", say=lambda _: None, workers=2)
 
 
 def test_the_loop_keeps_the_budget_and_the_truth_shows_exactly_the_treatment(experiment):
