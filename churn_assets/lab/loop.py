@@ -219,10 +219,10 @@ class World:
         """``churn-assets simulate --until until [--apply-actions]``; the number of actions
         executed through ``until``."""
         actions = None
-        if apply_actions:
-            table = catalog.ACTIONS.full_name
-            actions = decided_actions(read_table(self.store, table),
-                                      self.store.location(table))[0]
+        table = catalog.ACTIONS.full_name
+        decided = read_table(self.store, table) if apply_actions else None
+        if decided is not None:  # nothing decided yet: nothing to execute
+            actions = decided_actions(decided, self.store.location(table))[0]
         stamp = self.paths.truth / "simulated_with.json"
         wanted = simulation_stamp(self.config.sim, until, actions)
         previous = read_stamp(stamp, self.config.sim)
@@ -334,7 +334,8 @@ def run_world(name: str, home: Path, config: LoopConfig, seen: dict, days: list[
     try:
         if name == "none":
             clock = time.perf_counter()
-            world.simulate_to(config.end, apply_actions=False)
+            # What the warm-up's pilot decided is executed: "no action" starts after it.
+            world.simulate_to(config.end, apply_actions=True)
             world.ingest(config.end)
             say(f"[none] simulated and ingested through {config.end} without actions after the "
                 f"warm-up ({time.perf_counter() - clock:.0f}s)")
@@ -418,7 +419,6 @@ def run_loop(config: LoopConfig, home: Path, out: Path | None = None,
         f"{model.get('val_roc_auc')} (baseline {model.get('baseline_val_roc_auc')}); gate: "
         f"{model.get('gate')} ({time.perf_counter() - clock:.0f}s)")
     if pilot:
-        window = warm.settings.scoring.outcome_window_days
         for index, day in enumerate(pilot):
             step = warm.decide(day)
             until = pilot[index + 1] if index + 1 < len(pilot) else w_end
@@ -443,29 +443,54 @@ def run_loop(config: LoopConfig, home: Path, out: Path | None = None,
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             futures = {name: pool.submit(run_world, *job) for name, job in jobs.items()}
             ran = {name: future.result() for name, future in futures.items()}
+    record = {
+        "model": {k: model.get(k) for k in ("model_version", "val_roc_auc",
+                                            "baseline_val_roc_auc", "val_ece", "gate")},
+        "pilot": [d.isoformat() for d in pilot],
+        "steps": {name: ran[name]["steps"] for name in POLICIES},
+        "uplift_log": ran["uplift"]["uplift_log"],
+        "seconds": time.perf_counter() - began,
+    }
+    # What the worlds did, so the judging can be redone without rerunning them (--report-only).
+    (home / RECORD).write_text(json.dumps(record, default=str, indent=1))
+    return report_loop(config, home, out=out, command=command)
+
+
+RECORD = "loop_record.json"
+
+
+def report_loop(config: LoopConfig, home: Path, out: Path | None = None,
+                command: str | None = None) -> LoopResult:
+    """3. Judge the worlds under ``home`` against the exact counterfactual and write the
+    report (also on its own, from the worlds and record a finished run left)."""
+    home = Path(home).resolve()
+    try:
+        record = json.loads((home / RECORD).read_text())
+    except FileNotFoundError as exc:
+        raise LoopError(f"no finished experiment under {home} ({RECORD} is missing): run it "
+                        "first") from exc
+    clock = time.perf_counter()
     worlds = {name: World(name, home / name, config, config.sections(POLICY_SECTIONS.get(name)))
               for name in WORLDS}
     window = worlds["uplift"].settings.scoring.outcome_window_days
-    steps = {name: ran[name]["steps"] for name in POLICIES}
-    uplift_log = ran["uplift"]["uplift_log"]
-
-    # 3. judge against the exact counterfactual
-    numbers = judge(config, worlds, days, window)
-    numbers["model"] = {k: model.get(k) for k in ("model_version", "val_roc_auc",
-                                                  "baseline_val_roc_auc", "val_ece", "gate")}
-    numbers["steps"] = steps
-    numbers["pilot"] = pilot
-    numbers["uplift_log"] = uplift_log
+    days = config.decision_days()
+    try:
+        numbers = judge(config, worlds, days, window)
+    finally:
+        for world in worlds.values():
+            world.close()
+    numbers["model"] = record["model"]
+    numbers["steps"] = record["steps"]
+    numbers["pilot"] = [date.fromisoformat(d) for d in record["pilot"]]
+    numbers["uplift_log"] = record["uplift_log"]
     numbers["settings"] = worlds["uplift"].settings
-    for world in worlds.values():
-        world.close()
-    seconds = time.perf_counter() - began
+    seconds = record["seconds"] + time.perf_counter() - clock
     report = render(config, numbers, command, seconds, home)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(report)
-    return LoopResult(config, {n: w.paths for n, w in worlds.items()} | {"warmup": warm.paths},
-                      report, numbers, seconds)
+    homes = {n: w.paths for n, w in worlds.items()} | {"warmup": Paths(home / "warmup")}
+    return LoopResult(config, homes, report, numbers, seconds)
 
 
 # ---------------------------------------------------------------- judging
@@ -751,6 +776,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=2,
                         help="worlds run at once after the warm-up, each in its own process "
                         "(default 2: the machine's cores; 1 runs them one after another)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="judge the worlds a finished run left under --home again and "
+                        "rewrite the report, without running anything (same flags as the run)")
     parser.add_argument("--force", action="store_true",
                         help="replace an earlier experiment under --home")
     return parser
@@ -770,8 +798,11 @@ def main(argv: list[str] | None = None) -> int:
     home = args.home or paths.home / "loop_experiment"
     command = shlex.join(["python", "-m", "churn_assets.lab.loop", *argv])
     try:
-        result = run_loop(config, home, out=out, command=command, force=args.force,
-                          workers=args.workers)
+        if args.report_only:
+            result = report_loop(config, home, out=out, command=command)
+        else:
+            result = run_loop(config, home, out=out, command=command, force=args.force,
+                              workers=args.workers)
     except (LoopError, RunError, ValueError) as exc:
         print(f"churn_assets.lab.loop: error: {exc}", file=sys.stderr)
         return 2
@@ -781,7 +812,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["LoopConfig", "LoopError", "LoopResult", "main", "run_loop"]
+__all__ = ["LoopConfig", "LoopError", "LoopResult", "main", "report_loop", "run_loop"]
 
 if __name__ == "__main__":
     sys.exit(main())
