@@ -46,9 +46,12 @@ ui: install $(DAGSTER_HOME)/dagster.yaml
 bench: install
 	$(BIN)/python -m churn_assets.lab.bench
 
-# The issue's size (20,000 customers, 26 weekly decisions after a 150-day warm-up with a 6-week
-# pilot); `make loop LOOP_ARGS="--customers 1200 ..."` runs a smaller one. The report says what ran.
-LOOP_ARGS ?= --customers 20000 --days 335 --warmup-days 150 --pilot-days 42 --steps 26
+# The issue's size: 20,000 customers, a 150-day warm-up whose last 6 weeks are a randomized pilot,
+# then 26 weekly decision days; a 30-day label horizon (the champion trains before the pilot) and
+# a daily budget scaled to the customer base. `make loop LOOP_ARGS="--customers 3000 --days 240
+# --steps 12 ..."` runs a smaller one. The report says what ran.
+LOOP_ARGS ?= --customers 20000 --days 335 --warmup-days 150 --pilot-days 42 --steps 26 \
+	--horizon-days 30 --auc-floor 0.7 --budget 2500
 loop: install
 	$(BIN)/python -m churn_assets.lab.loop $(LOOP_ARGS) --out docs/loop_experiment.md --force
 
