@@ -740,7 +740,37 @@ def render(config: LoopConfig, numbers: dict, command: str | None, seconds: floa
         cells = [numbers["steps"][p][index] for p in POLICIES]
         lines.append(f"| {day} | " + " | ".join(
             f"{c['treated']:,} / {c['control']:,} / {c['spend']:,.2f}" for c in cells) + " |")
+    log = numbers.get("uplift_log") or []
+    if log:
+        lines += [
+            "",
+            "## The uplift model as it learned (the uplift world)",
+            "",
+            "| before deciding | campaigns measured | status | training rows | held-out Qini: "
+            "model | held-out Qini: churn risk |",
+            "| --- | ---: | --- | ---: | ---: | ---: |",
+        ]
+        for entry in log:
+            lines.append(
+                f"| {entry['day']} | {entry['campaigns']} | {entry.get('status')} | "
+                f"{entry.get('training_rows') if entry.get('training_rows') is not None else '–'} | "
+                f"{twins.num(_float(entry.get('holdout_qini_model')), 4)} | "
+                f"{twins.num(_float(entry.get('holdout_qini_churn_risk')), 4)} |")
+        lines += [
+            "",
+            "Each step the uplift world measures the campaigns whose outcome window has closed "
+            "and retrains `ml/uplift_model`; until a model passes its gate (held-out Qini above "
+            "random targeting and above ranking by churn risk) the budget policy values actions "
+            "with save rates, exactly as the save-rate world does.",
+        ]
     return "\n".join(lines) + "\n"
+
+
+def _float(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 # ---------------------------------------------------------------- command line
