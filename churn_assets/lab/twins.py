@@ -180,9 +180,12 @@ def targets(numbers: dict) -> list[str]:
         lines.append(target_line("uplift model Qini / oracle Qini", "undefined (no uplift model)",
                                  f">= {TARGET_QINI}", False))
     else:
-        model, oracle = float(qini["model"].sum()), float(qini["oracle"].sum())
+        # Over the actions the model predicts (an action without a fitted arm has no ranking).
+        scored = qini.filter(pl.col("model").is_finite())
+        model, oracle = float(scored["model"].sum()), float(scored["oracle"].sum())
         q = model / oracle if oracle > 0 else float("nan")
-        lines.append(target_line("uplift model Qini / oracle Qini", num(q),
+        over = ", ".join(scored["action"].to_list()) or "no action"
+        lines.append(target_line("uplift model Qini / oracle Qini", f"{num(q)} (over {over})",
                                  f">= {TARGET_QINI}", math.isfinite(q) and q >= TARGET_QINI))
     return lines
 

@@ -52,14 +52,15 @@ def test_targets_say_met_or_missed_from_the_numbers():
         "uplift": {"saved": (3000.0, 500.0), "spend": 1000.0},
         "rules": {"saved": (1000.0, 400.0), "spend": 1200.0},
         "coverage": (9, 10),
-        "qini": pl.DataFrame({"action": ["a"], "oracle": [0.01], "model": [0.005]}),
+        "qini": pl.DataFrame({"action": ["a", "b"], "oracle": [0.01, 0.02],
+                              "model": [0.005, float("nan")]}),
     }
     lines = twins.targets(numbers)
     assert len(lines) == 4 and all(line.startswith("target: ") for line in lines)
     assert lines[0].endswith(": met") and "3.00" in lines[0]
     assert lines[1].endswith(": met")
     assert lines[2].endswith(": met") and "90%" in lines[2]
-    assert lines[3].endswith(": missed") and "0.50" in lines[3]
+    assert lines[3].endswith(": missed") and "0.50 (over a)" in lines[3]
     numbers["uplift"]["spend"] = 1300.0  # more spend than the rules: the ratio alone is not enough
     assert twins.targets(numbers)[0].endswith(": missed")
     numbers["rules"]["saved"] = (-50.0, 400.0)  # no ratio against a loss
