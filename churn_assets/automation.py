@@ -36,7 +36,7 @@ def build_daily_job(deadline_checks=()):
         # Labels for day D need D+horizon's data: they run later, in their own job.
         # Deadline checks judge today's clock, not the days run: their own sensor runs them.
         selection=(dg.AssetSelection.all()
-                   - dg.AssetSelection.assets(LABELS_KEY, *MODEL_KEYS, SCORES_KEY,
+                   - dg.AssetSelection.assets(LABELS_KEY, *MODEL_KEYS, FORECAST_KEY, SCORES_KEY,
                                               *DECISION_KEYS, OUTCOMES_KEY, BRIEF_KEY))
         - dg.AssetSelection.checks(*deadline_checks),
         description="Bronze to gold features for a day or a range of days (what "
@@ -151,6 +151,28 @@ def build_training_schedule(settings: Settings, job) -> dg.ScheduleDefinition:
         execution_timezone="UTC",
         default_status=dg.DefaultScheduleStatus.RUNNING,
         description="Retrains the models ([model] retrain_cron in settings.toml).",
+    )
+
+
+FORECAST_JOB = "revenue_forecast"
+FORECAST_KEY = catalog.REVENUE_FORECAST.key
+
+
+def build_forecast_job():
+    return dg.define_asset_job(
+        FORECAST_JOB, selection=dg.AssetSelection.assets(FORECAST_KEY),
+        description="Backtest and forecast weekly revenue for the next weeks, overall and per "
+        "segment, beside today's revenue at risk.")
+
+
+def build_forecast_schedule(settings: Settings, job) -> dg.ScheduleDefinition:
+    return dg.ScheduleDefinition(
+        name="weekly_forecast",
+        job=job,
+        cron_schedule=settings.forecast.schedule_cron,
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Forecasts weekly revenue ([forecast] schedule_cron in settings.toml).",
     )
 
 

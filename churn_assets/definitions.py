@@ -8,7 +8,7 @@ from churn_assets import catalog
 from churn_assets.assets.bronze import build_bronze_assets
 from churn_assets.assets.decisions import build_decision_assets
 from churn_assets.assets.gold import build_gold_assets
-from churn_assets.assets.model import build_model_assets
+from churn_assets.assets.model import build_model_assets, build_revenue_forecast_asset
 from churn_assets.assets.reports import build_report_asset
 from churn_assets.assets.scores import build_scores_asset
 from churn_assets.assets.silver import build_silver_assets
@@ -18,6 +18,8 @@ from churn_assets.automation import (
     build_daily_job,
     build_deadline_checks,
     build_deadline_sensor,
+    build_forecast_job,
+    build_forecast_schedule,
     build_labels_job,
     build_landing_sensor,
     build_outcomes_job,
@@ -51,8 +53,8 @@ def build_definitions(
     bronze = catalog.label(build_bronze_assets(partitions_def), env, settings)
     silver = catalog.label(build_silver_assets(partitions_def, settings), env, settings)
     gold = catalog.label(build_gold_assets(partitions_def, settings), env, settings)
-    models = catalog.label([*build_model_assets(settings), build_uplift_asset(settings)],
-                           env, settings)
+    models = catalog.label([*build_model_assets(settings), build_uplift_asset(settings),
+                            build_revenue_forecast_asset(settings)], env, settings)
     scoring = catalog.label([build_scores_asset(partitions_def, settings),
                              *build_decision_assets(partitions_def, settings),
                              build_report_asset(partitions_def, settings, paths)],
@@ -61,14 +63,16 @@ def build_definitions(
     deadline_checks = build_deadline_checks(settings)
     training = build_training_job()
     outcomes_job = build_outcomes_job()
+    forecast_job = build_forecast_job()
     return dg.Definitions(
         assets=[*bronze, *silver, *gold, *models, *scoring],
         asset_checks=deadline_checks,
         jobs=[build_daily_job(deadline_checks), build_labels_job(), training, scoring_job,
-              outcomes_job],
+              outcomes_job, forecast_job],
         schedules=[build_training_schedule(settings, training),
                    build_scoring_schedule(settings, scoring_job),
-                   build_outcomes_schedule(settings, outcomes_job)],
+                   build_outcomes_schedule(settings, outcomes_job),
+                   build_forecast_schedule(settings, forecast_job)],
         sensors=[
             build_landing_sensor(partitions_def, bronze, settings.sensors.interval_seconds),
             build_deadline_sensor(deadline_checks),

@@ -257,6 +257,27 @@ class ScoringSettings(_Section):
     )
 
 
+class ForecastSettings(_Section):
+    """The weekly revenue forecast (``ml/revenue_forecast``)."""
+
+    horizon_weeks: int = Field(12, ge=1, le=104, description="Weeks forecast ahead.")
+    season_weeks: int = Field(
+        52, ge=2, le=104, description="The season of weekly revenue; used by the seasonal-naive "
+        "baseline and as a lag once every backtest origin has more history than this.")
+    backtest_origins: int = Field(
+        4, ge=1, le=52, description="Rolling origins of the backtest that picks the model.")
+    origin_step_weeks: int = Field(
+        4, ge=1, le=52, description="Weeks between backtest origins (the last one is this many "
+        "weeks before the end of the history).")
+    min_train_weeks: int = Field(
+        12, ge=4, le=520, description="Weeks of history before the earliest backtest origin; "
+        "with less the asset reports 'not enough history' and forecasts nothing.")
+    interval: float = Field(0.8, gt=0, lt=1, description="Nominal coverage of the intervals.")
+    schedule_cron: str = Field(
+        "30 3 * * 1", description="When the forecast job runs (UTC cron; default Mondays "
+        "03:30, after the weekly training).")
+
+
 class Settings(_Section):
     """Business settings: every section and key is documented in README.md."""
 
@@ -270,6 +291,7 @@ class Settings(_Section):
     model: ModelSettings = ModelSettings()
     scoring: ScoringSettings = ScoringSettings()
     decisions: DecisionSettings = DecisionSettings()
+    forecast: ForecastSettings = ForecastSettings()
 
 
 class SettingsError(ValueError):

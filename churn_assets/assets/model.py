@@ -18,6 +18,14 @@ from churn_assets.ml.churn_model import ChurnTrainingConfig, train_churn_model
 from churn_assets.ml.cltv import fit_cltv
 from churn_assets.ml.cltv_compare import compare_cltv
 from churn_assets.ml.dataset import only_at_risk
+from churn_assets.ml.forecast import (
+    ALL,
+    NOT_ENOUGH_HISTORY,
+    ForecastConfig,
+    daily_revenue_by_segment,
+    forecast_revenue,
+    weekly_revenue,
+)
 from churn_assets.ml.gate import GatePolicy
 from churn_assets.resources.mlflow import MlflowResource
 from churn_assets.resources.store import DateWindow, TableStore
@@ -203,6 +211,93 @@ def build_cltv_model_asset(settings: Settings) -> dg.AssetsDefinition:
         })
 
     return cltv_model
+
+
+FORECAST_KEY, FORECAST_TABLE = catalog.REVENUE_FORECAST.key, catalog.REVENUE_FORECAST.full_name
+ACTIVITY, SCORES = catalog.DAILY_ACTIVITY.full_name, catalog.SCORES.full_name
+
+
+def build_revenue_forecast_asset(settings: Settings) -> dg.AssetsDefinition:
+    kept = settings.forecast
+    config = ForecastConfig(
+        horizon_weeks=kept.horizon_weeks, season_weeks=kept.season_weeks,
+        backtest_origins=kept.backtest_origins, origin_step_weeks=kept.origin_step_weeks,
+        min_train_weeks=kept.min_train_weeks, interval=kept.interval)
+
+    @dg.asset(key=FORECAST_KEY,
+              deps=[catalog.DAILY_ACTIVITY.key, catalog.CUSTOMER_FEATURES.key, catalog.SCORES.key])
+    def revenue_forecast(context: dg.AssetExecutionContext, store: TableStore,
+                         mlflow: MlflowResource):
+        refuse_on_failed_checks(context)
+        last_day = column_bound(store, ACTIVITY, catalog.DAILY_ACTIVITY.partition_column, "max")
+        if last_day is None:
+            raise dg.Failure("gold/daily_activity is empty: materialize it first")
+        # Imported history arrives on the first drop day with older event days: those weeks
+        # are whole, so history starts at the first event, not the first arrival.
+        first_day = column_bound(store, ACTIVITY, "event_date", "min")
+        segments_day = column_bound(store, FEATURES, SNAPSHOT, "max")
+        segments = (store.read(FEATURES, DateWindow.day(segments_day), SNAPSHOT,
+                               columns=["customer_id", "segment"]) if segments_day else None)
+        daily = to_polars(daily_revenue_by_segment(
+            store.read(ACTIVITY, columns=["customer_id", "event_date", "revenue"]), segments))
+        weekly = weekly_revenue(daily, first_day, last_day)
+        result = forecast_revenue(weekly, config)
+        store.overwrite(FORECAST_TABLE, result.table)
+        at_risk = _revenue_at_risk(store)
+        metadata: dict = {
+            "status": result.status,
+            "reason": result.reason,
+            "weeks_of_history": result.weeks_of_history,
+            "history": f"{first_day} to {last_day} (whole weeks only)",
+            "revenue_at_risk_day": str(at_risk["day"]) if at_risk else "no scores yet",
+            "revenue_at_risk": round(at_risk["total"], 2) if at_risk else None,
+        }
+        if result.status == NOT_ENOUGH_HISTORY:
+            context.log.warning(f"revenue_forecast: {result.reason}")
+            return dg.MaterializeResult(metadata=metadata)
+        metrics = {f"{model}_{name}": value for model, summary in result.backtest.items()
+                   for name, value in summary.items()}
+        forecast = result.table.filter(pl.col("kind") == "forecast")
+        next_total = forecast.filter(pl.col("segment") == ALL)["forecast"].sum()
+        run_id = mlflow.log_forecast(
+            {"model": result.chosen, "season_weeks": result.season_weeks,
+             "origin": forecast["origin"].max(), **vars(config)},
+            {**metrics, "forecast_total": float(next_total)})
+        # Bounds are per week: their sums only bracket the total loosely, so they are named so.
+        by_segment = (forecast.group_by("segment").agg(
+            forecast_revenue=pl.col("forecast").sum(),
+            sum_of_weekly_lower=pl.col("lower").sum(), sum_of_weekly_upper=pl.col("upper").sum())
+            .join(at_risk["by_segment"] if at_risk else pl.DataFrame(
+                schema={"segment": pl.String, "revenue_at_risk": pl.Float64}),
+                on="segment", how="left").sort("segment")
+            .with_columns(pl.selectors.float().round(2)))
+        return dg.MaterializeResult(metadata={
+            **metadata,
+            "model": result.chosen,
+            "season_weeks": result.season_weeks,
+            **{k: round(v, 4) for k, v in metrics.items()},
+            "interval": config.interval,
+            f"forecast_next_{config.horizon_weeks}_weeks": round(float(next_total), 2),
+            "forecast_by_segment": dg.MetadataValue.md(markdown_preview(by_segment, rows=20)),
+            "mlflow_run_id": run_id,
+            "mlflow_run": dg.MetadataValue.url(mlflow.run_url(run_id)),
+            "rows": result.table.height,
+        })
+
+    return revenue_forecast
+
+
+def _revenue_at_risk(store: TableStore) -> dict | None:
+    """Today's (the latest scored day's) revenue at risk, overall and per segment."""
+    day = column_bound(store, SCORES, SNAPSHOT, "max")
+    if day is None:
+        return None
+    scores = to_polars(store.read(SCORES, DateWindow.day(day), SNAPSHOT,
+                                  columns=["segment", "revenue_at_risk"]))
+    by_segment = scores.group_by("segment").agg(pl.col("revenue_at_risk").sum())
+    total = float(scores["revenue_at_risk"].sum())
+    return {"day": day, "total": total, "by_segment": pl.concat([
+        by_segment, pl.DataFrame({"segment": [ALL], "revenue_at_risk": [total]})])}
 
 
 def _importance_md(importance: pl.DataFrame, rows: int = 10) -> str:

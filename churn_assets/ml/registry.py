@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -143,6 +144,21 @@ def log_cltv(location: MlflowLocation, params: dict[str, Any], report: dict[str,
         if report:
             mlflow.log_metrics(report)
         mlflow.log_dict({k: _json(v) for k, v in params.items()}, "cltv_model.json")
+    return run.info.run_id
+
+
+def log_forecast(location: MlflowLocation, params: dict[str, Any],
+                 metrics: dict[str, float]) -> str:
+    """One MLflow run for a revenue forecast: its settings, the chosen model, and both models'
+    backtest MASE and interval coverage. Returns the run id."""
+    experiment_id = location.activate()
+    with mlflow.start_run(experiment_id=experiment_id,
+                          run_name=f"revenue-forecast-{params.get('origin')}") as run:
+        mlflow.set_tags({"churn.kind": "revenue_forecast"})
+        mlflow.log_params({k: _json(v) for k, v in params.items()})
+        finite = {k: float(v) for k, v in metrics.items() if math.isfinite(float(v))}
+        if finite:
+            mlflow.log_metrics(finite)
     return run.info.run_id
 
 

@@ -31,6 +31,7 @@ from churn_assets.ml.registry import champion_version as registry_champion_versi
 from churn_assets.ml.registry import gate as run_gate
 from churn_assets.ml.registry import load_champion as registry_champion
 from churn_assets.ml.registry import log_cltv as registry_log_cltv
+from churn_assets.ml.registry import log_forecast as registry_log_forecast
 from churn_assets.ml.registry import log_training as registry_log
 from churn_assets.ml.registry import register as registry_register
 from churn_assets.ml.uplift import UpliftModel, UpliftTraining
@@ -87,6 +88,10 @@ class MlflowResource(dg.ConfigurableResource):
     def log_cltv(self, params: dict, report: dict[str, float]) -> str:
         """A run with the CLTV model's parameters and evaluation; returns its id."""
         return registry_log_cltv(self.location(), params, report)
+
+    def log_forecast(self, params: dict, metrics: dict[str, float]) -> str:
+        """A run with the revenue forecast's settings and backtest; returns its id."""
+        return registry_log_forecast(self.location(), params, metrics)
 
     def register(self, logged: LoggedTraining) -> str:
         """A new version of ``model_name`` with the ``challenger`` alias; returns the version."""

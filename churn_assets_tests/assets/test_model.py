@@ -3,6 +3,7 @@ asset check, refusal on failed data checks, the CLTV model, and the weekly sched
 
 from __future__ import annotations
 
+import math
 import shutil
 from datetime import date, timedelta
 
@@ -14,6 +15,8 @@ from polars.testing import assert_frame_equal
 
 from churn_assets.assets.model import CHURN_MODEL_KEY, CLTV_MODEL_KEY, GATE_CHECK
 from churn_assets.automation import (
+    FORECAST_JOB,
+    FORECAST_KEY,
     LABELS_JOB,
     OUTCOMES_JOB,
     SCORING_JOB,
@@ -148,6 +151,12 @@ def test_the_weekly_schedule_targets_the_training_job(world):
     assert schedule.job_name == TRAINING_JOB
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
     assert schedule.cron_schedule == "0 3 * * 1"
+    forecast = defs.resolve_schedule_def("weekly_forecast")
+    assert forecast.job_name == FORECAST_JOB
+    assert forecast.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert forecast.cron_schedule == "30 3 * * 1"
+    # The forecast runs on its schedule, not with each day's data.
+    assert FORECAST_KEY not in defs.resolve_job_def("churn_daily").asset_layer.executable_asset_keys
 
 
 # ---------------------------------------------------------------- scores and decisions
@@ -467,3 +476,63 @@ def test_a_budget_of_zero_decides_nobody_and_says_so(scored, instance):
 def campaign_features_from(features: pl.DataFrame, outcomes: pl.DataFrame) -> pl.DataFrame:
     return features.join(outcomes.select("customer_id", "snapshot_date").unique(),
                          on=["customer_id", "snapshot_date"], how="semi")
+
+
+# ── the weekly revenue forecast ──────────────────────────────────────────────────────────────────
+
+# 60 days from Thursday 1 January hold 8 whole weeks: enough for 2 origins 2 weeks apart.
+FORECAST_SETTINGS = ("[forecast]\nhorizon_weeks = 4\nbacktest_origins = 2\n"
+                     "origin_step_weeks = 2\nmin_train_weeks = 4\n")
+
+
+def forecast_run(paths: Paths, instance) -> dict:
+    result = run(paths, FORECAST_JOB, instance)
+    assert result.success, [e.message for e in result.all_events if e.is_failure]
+    (event,) = result.get_asset_materialization_events()
+    assert event.materialization.asset_key == FORECAST_KEY
+    return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
+def test_the_forecast_keeps_the_model_with_the_better_backtest_beside_revenue_at_risk(
+        scored, instance):
+    paths, _ = scored
+    with paths.settings_file.open("a") as settings:
+        settings.write(FORECAST_SETTINGS)
+    meta = forecast_run(paths, instance)
+    table = pl.read_delta(str(paths.lake / "ml" / "revenue_forecast"))
+    segments = set(table["segment"])
+    assert "all" in segments and len(segments) > 2
+    assert meta["status"] == "ok" and meta["weeks_of_history"] == 8
+    for model in ("seasonal_naive", "lightgbm"):
+        assert math.isfinite(meta[f"{model}_mase"]) and meta[f"{model}_mase"] >= 0
+        assert 0 <= meta[f"{model}_coverage"] <= 1
+        # Held out: 4 weeks after the origin at week 4, 2 after week 6, for every series.
+        assert meta[f"{model}_held_out_weeks"] == (4 + 2) * len(segments)
+    better = min(("seasonal_naive", "lightgbm"), key=lambda m: meta[f"{m}_mase"])
+    assert meta["model"] == better
+    forecast = table.filter(pl.col("kind") == "forecast")
+    assert forecast.height == 4 * len(segments) and set(forecast["model"]) == {better}
+    assert forecast["week_start"].min() == date(2026, 3, 2)  # the Monday after the last week
+    # The history is gold's revenue by event week, recomputed here from the lake.
+    activity = pl.read_delta(str(paths.lake / "gold" / "daily_activity"))
+    week = activity.filter(pl.col("event_date").is_between(date(2026, 2, 23), date(2026, 3, 1)))
+    actual = table.filter((pl.col("kind") == "actual") & (pl.col("segment") == "all")
+                          & (pl.col("week_start") == date(2026, 2, 23)))["revenue"].item()
+    assert actual == pytest.approx(week["revenue"].sum())
+    scores = lake(paths, "scores.daily")
+    today = scores.filter(pl.col("snapshot_date") == scores["snapshot_date"].max())
+    assert meta["revenue_at_risk"] == pytest.approx(today["revenue_at_risk"].sum(), abs=0.01)
+    assert meta["revenue_at_risk_day"] == str(LAST)
+    # A rerun replaces the table with the same forecast.
+    forecast_run(paths, instance)
+    assert_frame_equal(pl.read_delta(str(paths.lake / "ml" / "revenue_forecast")), table)
+
+
+def test_too_little_history_for_the_forecast_is_a_status_not_a_crash(world, instance):
+    meta = forecast_run(world, instance)  # default settings: 28 whole weeks needed, 8 exist
+    assert meta["status"] == "not enough history"
+    assert "8 whole weeks" in meta["reason"] and "needs 28" in meta["reason"]
+    assert meta["revenue_at_risk_day"] == "no scores yet"
+    table = pl.read_delta(str(world.lake / "ml" / "revenue_forecast"))
+    assert table.filter(pl.col("kind") == "forecast").is_empty()
+    assert table.filter(pl.col("kind") == "actual").height > 0
