@@ -546,7 +546,14 @@ def judge(config: LoopConfig, worlds: dict[str, World], days: list[date], window
             "by_action": dict(treated.group_by("action").agg(pl.len()).sort("action").iter_rows()),
             "oracle_prevented": float(expected["true_churn_reduction"].fill_null(0.0).sum()),
         })
+        found["economics"] = twins.action_economics(found["per_customer"], treated)
         outcomes = world.table(catalog.OUTCOMES.full_name)
+        if name == "uplift" and outcomes.height:
+            # Every campaign it learned from (the warm-up's pilot included).
+            campaigns = sorted(outcomes["snapshot_date"].unique().to_list())
+            everything = twins.oracle_rows(
+                truth_days(world.paths, [d + timedelta(days=1) for d in campaigns]), V.ACTIONS)
+            numbers["power"] = twins.exploration_power(outcomes, everything)
         if outcomes.height and measured_days:
             outcomes = outcomes.filter(pl.col("snapshot_date").is_in(measured_days))
             activity = world.table(catalog.DAILY_ACTIVITY.full_name)
@@ -694,6 +701,49 @@ def render(config: LoopConfig, numbers: dict, command: str | None, seconds: floa
         ]
     lines += [
         "",
+        "## What each action bought (revenue saved against the twin, per customer)",
+        "",
+        "| policy | action | customers | treatments | spend | revenue saved (±95%) | saved per "
+        "unit spend |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name in POLICIES:
+        table = numbers[name].get("economics")
+        for r in ([] if table is None else table.iter_rows(named=True)):
+            lines.append(
+                f"| {twins.POLICY_LABELS[name]} | {r['action']} | {r['customers']:,} | "
+                f"{r['treatments']:,} | {twins.money(r['spend'])} | "
+                f"{twins.pm((r['saved'], r['saved_ci']))} | {twins.num(r['saved_per_spend'])} |")
+    lines += [
+        "",
+        "How to read it. Customers are grouped by the one action they got in the period "
+        "(*mixed*: more than one kind); their revenue saved is exact per customer against the "
+        "no-action twin. An action whose saved-per-spend is below 1 does not pay for itself in "
+        "this world, whoever is targeted with it.",
+    ]
+    power = numbers.get("power")
+    if power is not None and not power.is_empty():
+        lines += [
+            "",
+            "## What the uplift model could learn from (randomized exploration arms)",
+            "",
+            "| action | explored, treated | explored, no action | smallest detectable "
+            "retention uplift (95%, 80% power) | true mean effect on them (oracle churn "
+            "reduction) |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
+        for r in power.iter_rows(named=True):
+            lines.append(f"| {r['action']} | {r['treated_n']:,} | {r['control_n']:,} | "
+                         f"{twins.pct(r['mde'])} | {twins.pct(r['true_effect'])} |")
+        lines += [
+            "",
+            "How to read it. The uplift model learns per-customer effects from these arms (the "
+            "warm-up's pilot and the 5% exploration share, measured as windows closed). When "
+            "the true effects are far below what the arms can detect even on average, no "
+            "learner can rank customers by them, and the policy's valuation is mostly noise.",
+        ]
+    lines += [
+        "",
         "## Uplift measured by the pipeline vs the true effect",
         "",
         f"Campaigns {', '.join(str(d) for d in numbers['measured_days']) or 'none'} (outcome "
@@ -759,9 +809,11 @@ def render(config: LoopConfig, numbers: dict, command: str | None, seconds: floa
         lines += [
             "",
             "Each step the uplift world measures the campaigns whose outcome window has closed "
-            "and retrains `ml/uplift_model`; until a model passes its gate (held-out Qini above "
-            "random targeting and above ranking by churn risk) the budget policy values actions "
-            "with save rates, exactly as the save-rate world does.",
+            "and retrains `ml/uplift_model`. A model that passes its gate (held-out Qini above "
+            "random targeting and above ranking by churn risk) becomes the champion the budget "
+            "policy values actions with until another one passes; a refused one changes "
+            "nothing. Before any model passed, the policy used save rates, exactly as the "
+            "save-rate world does.",
         ]
     return "\n".join(lines) + "\n"
 

@@ -94,6 +94,14 @@ def test_the_loop_keeps_the_budget_and_the_truth_shows_exactly_the_treatment(exp
     assert len(targets) == 4
     assert all(line.endswith((": met", ": missed")) for line in targets)
     assert "measured uplift" in report
+    assert "## What each action bought" in report
+    # Every treated customer of a policy is in exactly one row of what its actions bought.
+    for policy in ("uplift", "rules", "budget"):
+        economics = numbers[policy]["economics"]
+        actions = pl.read_delta(str(experiment.homes[policy].lake / "decisions" / "actions"))
+        treated = actions.filter(~pl.col("control"))
+        assert economics["customers"].sum() == treated["customer_id"].n_unique()
+        assert economics["spend"].sum() == pytest.approx(treated["cost"].sum())
 
 
 def test_a_policy_world_differs_from_its_twin_only_in_the_treated_customers(experiment):

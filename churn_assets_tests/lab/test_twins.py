@@ -63,5 +63,10 @@ def test_targets_say_met_or_missed_from_the_numbers():
     assert lines[3].endswith(": missed") and "0.50 (over a)" in lines[3]
     numbers["uplift"]["spend"] = 1300.0  # more spend than the rules: the ratio alone is not enough
     assert twins.targets(numbers)[0].endswith(": missed")
+    numbers["uplift"]["spend"] = 1000.0
     numbers["rules"]["saved"] = (-50.0, 400.0)  # no ratio against a loss
+    numbers["uplift_minus_rules"] = (3050.0, 3500.0)  # ... and a difference not beyond doubt
     assert "undefined" in twins.targets(numbers)[0]
+    assert twins.targets(numbers)[0].endswith(": missed")
+    numbers["uplift_minus_rules"] = (3050.0, 1000.0)
+    assert twins.targets(numbers)[0].endswith(": met")
