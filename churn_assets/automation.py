@@ -18,6 +18,7 @@ from churn_assets.ingest.landing import Drop, drop_records
 from churn_assets.resources.landing import LandingZone
 from churn_assets.resources.store import DateWindow, TableStore
 from churn_assets.settings import Settings
+from churn_assets.steps.upkeep import health_metadata, upkeep_tables
 
 DAILY_JOB = "churn_daily"
 # A first tick over a long history would otherwise queue hundreds of runs at once.
@@ -173,6 +174,46 @@ def build_forecast_schedule(settings: Settings, job) -> dg.ScheduleDefinition:
         execution_timezone="UTC",
         default_status=dg.DefaultScheduleStatus.RUNNING,
         description="Forecasts weekly revenue ([forecast] schedule_cron in settings.toml).",
+    )
+
+
+MAINTENANCE_JOB = "delta_maintenance"
+
+
+def build_maintenance_job(settings: Settings) -> dg.JobDefinition:
+    """Compact and vacuum every stored table, and record each table's file health before and
+    after as an observation of its asset (the UI shows the series on the asset's page)."""
+
+    @dg.op(name="compact_and_vacuum_tables")
+    def compact_and_vacuum_tables(context: dg.OpExecutionContext, store: TableStore):
+        report = upkeep_tables(store, settings.maintenance)
+        for upkeep in report.tables:
+            table = catalog.BY_NAME[upkeep.table]
+            context.log_event(dg.AssetObservation(
+                asset_key=table.key, metadata=health_metadata(upkeep)))
+        if report.skipped:
+            reasons = sorted({t.skipped for t in report.skipped})
+            context.log.info(f"skipped {len(report.skipped)} table(s): {'; '.join(reasons)}")
+        return dg.Output(None, metadata=report.totals())
+
+    @dg.job(name=MAINTENANCE_JOB, description=(
+        "Compacts small files and vacuums files older than [maintenance] "
+        "vacuum_retention_hours in every Delta table; each table's file count and small-file "
+        "ratio before and after are observations of its asset."))
+    def delta_maintenance():
+        compact_and_vacuum_tables()
+
+    return delta_maintenance
+
+
+def build_maintenance_schedule(settings: Settings, job) -> dg.ScheduleDefinition:
+    return dg.ScheduleDefinition(
+        name="weekly_delta_maintenance",
+        job=job,
+        cron_schedule=settings.maintenance.schedule_cron,
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Compacts and vacuums the tables ([maintenance] schedule_cron).",
     )
 
 

@@ -263,6 +263,7 @@ TABLES: tuple[Table, ...] = (
     DAILY_BRIEF,
 )
 BY_KEY: dict[dg.AssetKey, Table] = {t.key: t for t in TABLES}
+BY_NAME: dict[str, Table] = {t.full_name: t for t in TABLES}
 
 
 def table_for(key: dg.AssetKey) -> Table:

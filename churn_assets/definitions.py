@@ -22,6 +22,8 @@ from churn_assets.automation import (
     build_forecast_schedule,
     build_labels_job,
     build_landing_sensor,
+    build_maintenance_job,
+    build_maintenance_schedule,
     build_outcomes_job,
     build_outcomes_schedule,
     build_scoring_job,
@@ -64,15 +66,17 @@ def build_definitions(
     training = build_training_job()
     outcomes_job = build_outcomes_job()
     forecast_job = build_forecast_job()
+    maintenance = build_maintenance_job(settings)
     return dg.Definitions(
         assets=[*bronze, *silver, *gold, *models, *scoring],
         asset_checks=deadline_checks,
         jobs=[build_daily_job(deadline_checks), build_labels_job(), training, scoring_job,
-              outcomes_job, forecast_job],
+              outcomes_job, forecast_job, maintenance],
         schedules=[build_training_schedule(settings, training),
                    build_scoring_schedule(settings, scoring_job),
                    build_outcomes_schedule(settings, outcomes_job),
-                   build_forecast_schedule(settings, forecast_job)],
+                   build_forecast_schedule(settings, forecast_job),
+                   build_maintenance_schedule(settings, maintenance)],
         sensors=[
             build_landing_sensor(partitions_def, bronze, settings.sensors.interval_seconds),
             build_deadline_sensor(deadline_checks),

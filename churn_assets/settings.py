@@ -278,6 +278,23 @@ class ForecastSettings(_Section):
         "03:30, after the weekly training).")
 
 
+class MaintenanceSettings(_Section):
+    """Upkeep of the Delta tables: compaction of small files and vacuum of old ones."""
+
+    schedule_cron: str = Field(
+        "0 4 * * 0",
+        description="When the delta_maintenance job compacts and vacuums every table (UTC "
+        "cron; default Sundays 04:00).")
+    vacuum_retention_hours: int = Field(
+        168, ge=0,
+        description="Files no table version of the last this many hours reads are deleted. "
+        "Readers of an older version (a long run, time travel) fail once its files are gone: "
+        "keep it longer than any run (default 7 days, Delta's own default).")
+    small_file_mb: float = Field(
+        16.0, gt=0,
+        description="A data file under this size counts as small in the upkeep report.")
+
+
 class Settings(_Section):
     """Business settings: every section and key is documented in README.md."""
 
@@ -292,6 +309,7 @@ class Settings(_Section):
     scoring: ScoringSettings = ScoringSettings()
     decisions: DecisionSettings = DecisionSettings()
     forecast: ForecastSettings = ForecastSettings()
+    maintenance: MaintenanceSettings = MaintenanceSettings()
 
 
 class SettingsError(ValueError):

@@ -201,3 +201,17 @@ def test_the_automation_sensor_is_on_by_default_for_every_asset(paths):
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
     silver = defs.resolve_assets_def(dg.AssetKey(["silver", "payments"]))
     assert silver.automation_conditions_by_key[dg.AssetKey(["silver", "payments"])] is not None
+
+
+def test_the_weekly_maintenance_schedule_follows_its_setting(paths):
+    from churn_assets.automation import MAINTENANCE_JOB
+
+    paths.home.mkdir(parents=True)
+    paths.settings_file.write_text('[maintenance]\nschedule_cron = "30 2 * * 6"\n')
+    schedule = build_definitions(paths).resolve_schedule_def("weekly_delta_maintenance")
+    assert schedule.job_name == MAINTENANCE_JOB
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert schedule.cron_schedule == "30 2 * * 6"
+    tick = schedule.evaluate_tick(dg.build_schedule_context(
+        scheduled_execution_time=datetime(2026, 3, 7, 2, 30, tzinfo=UTC)))
+    assert [r.job_name or MAINTENANCE_JOB for r in tick.run_requests] == [MAINTENANCE_JOB]

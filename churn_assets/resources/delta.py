@@ -23,9 +23,11 @@ from pydantic import Field
 
 from churn_assets.resources.store import (
     DateWindow,
+    FileHealth,
     SchemaMismatch,
     TableNotFound,
     TableStore,
+    Upkeep,
     WriteResult,
 )
 
@@ -140,6 +142,33 @@ class DeltaTableStore(TableStore):
         """Replace the whole table, schema included: the frame's schema becomes the table's."""
         return self._write(table, _collect(frame), "overwrite", replace_schema=True)
 
+    def upkeep(self, table: str, retention_hours: int, small_file_bytes: int) -> Upkeep:
+        """Bin-pack small files into larger ones (a commit that changes no data: readers see
+        the same rows), then delete files that no version of the last ``retention_hours``
+        reads. A commit conflict with a concurrent write is reported, not retried: the next
+        upkeep compacts what this one left."""
+        delta = self._load(table)
+        if delta is None:
+            return Upkeep(table, skipped="the table does not exist yet")
+        before = _file_health(delta, small_file_bytes)
+        try:
+            compacted = delta.optimize.compact()
+            # The retention is ours to set ([maintenance] vacuum_retention_hours), so the
+            # table's own minimum (7 days by default) does not override it.
+            vacuumed = delta.vacuum(retention_hours=retention_hours, dry_run=False,
+                                    enforce_retention_duration=False)
+        except CommitFailedError as error:
+            return Upkeep(table, before, skipped=f"a concurrent write won the commit: {error}")
+        after = _file_health(self._load(table), small_file_bytes)
+        written = int(compacted["numFilesAdded"])
+        # delta-rs lists a tombstone's file again on every vacuum until the tombstone leaves
+        # the log, deleted or not: where the files are countable, count what really went.
+        gone = (before.files_on_disk + written - after.files_on_disk
+                if before.files_on_disk is not None and after.files_on_disk is not None
+                else len(vacuumed))
+        return Upkeep(table, before, after, files_compacted=int(compacted["numFilesRemoved"]),
+                      files_written=written, files_vacuumed=gone)
+
     def _load(self, table: str) -> DeltaTable | None:
         try:
             return DeltaTable(self.location(table), storage_options=self.storage_options)
@@ -196,6 +225,21 @@ class DeltaTableStore(TableStore):
                 delta = DeltaTable(uri, storage_options=self.storage_options)
             return WriteResult(table, frame.height, window, delta.version(), new_columns)
         raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def _file_health(delta: DeltaTable, small_file_bytes: int) -> FileHealth:
+    sizes = pl.DataFrame(delta.get_add_actions(flatten=True))
+    uri = delta.table_uri
+    # Only a local table is listed: on an object store a listing is a paid, slow call per page.
+    local = Path(uri.removeprefix("file://")) if "://" not in uri or uri.startswith("file://") \
+        else None
+    on_disk = (sum(1 for f in local.rglob("*.parquet") if "_delta_log" not in f.parts)
+               if local is not None else None)
+    if sizes.height == 0:
+        return FileHealth(0, 0, 0, on_disk)
+    size = sizes["size_bytes"]
+    return FileHealth(sizes.height, int((size < small_file_bytes).sum()), int(size.sum()),
+                      on_disk)
 
 
 def _split(table: str) -> tuple[str, str]:

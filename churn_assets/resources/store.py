@@ -56,6 +56,38 @@ class WriteResult:
     new_columns: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class FileHealth:
+    """The data files a table's current version reads: how many, how many are small, bytes."""
+
+    files: int
+    # None where the engine reports no per-file sizes (Databricks' DESCRIBE DETAIL).
+    small_files: int | None
+    bytes: int
+    # Data files under the table's location, read or not (a replaced window's old files stay
+    # until vacuumed); None where listing the location is not done (object stores, catalogs).
+    files_on_disk: int | None = None
+
+    @property
+    def small_file_ratio(self) -> float | None:
+        if self.small_files is None:
+            return None
+        return self.small_files / self.files if self.files else 0.0
+
+
+@dataclass(frozen=True)
+class Upkeep:
+    """What compacting and vacuuming one table did. ``skipped`` says why nothing was done."""
+
+    table: str
+    before: FileHealth | None = None
+    after: FileHealth | None = None
+    files_compacted: int = 0
+    files_written: int = 0
+    files_vacuumed: int = 0
+    skipped: str | None = None
+
+
 class TableStore(dg.ConfigurableResource, ABC):
     """Read and replace windows of daily-partitioned tables.
 
@@ -125,6 +157,11 @@ class TableStore(dg.ConfigurableResource, ABC):
         if isinstance(counted, nw.LazyFrame):
             counted = counted.collect()
         return {_as_date(day): int(rows) for day, rows in counted.iter_rows()}
+
+    def upkeep(self, table: str, retention_hours: int, small_file_bytes: int) -> Upkeep:
+        """Compact ``table``'s small files and delete the files no version newer than
+        ``retention_hours`` reads. Stores without such a thing say why they skipped it."""
+        return Upkeep(table, skipped=f"{type(self).__name__} does not compact or vacuum tables")
 
     @abstractmethod
     def location(self, table: str) -> str:

@@ -357,3 +357,51 @@ def test_a_commit_conflict_is_retried_then_given_up(store, monkeypatch):
     with pytest.raises(CommitFailedError):
         store.replace_window(TABLE, payment_rows(days(2, 2)), days(2, 2), DAY)
     assert len(calls) == delta_module.COMMIT_ATTEMPTS
+
+
+# ── Upkeep ───────────────────────────────────────────────────────────────────────────────────────
+
+
+def test_upkeep_compacts_many_small_commits_and_vacuums_the_old_files(store):
+    """A table appended to on 30 days has 30 small files; upkeep leaves one file that reads the
+    same rows, and (retention 0) deletes the 30 from disk. A second upkeep finds nothing."""
+    for day in range(30):
+        store.append("gold.scores", pl.DataFrame({"customer_id": [f"c{day}", f"d{day}"],
+                                                   "score": [day / 30, day / 60]}))
+    before = store.read("gold.scores").collect().sort("customer_id")
+
+    upkeep = store.upkeep("gold.scores", retention_hours=0, small_file_bytes=1024 * 1024)
+
+    assert (upkeep.before.files, upkeep.before.files_on_disk) == (30, 30)
+    assert upkeep.before.small_file_ratio == 1.0
+    assert (upkeep.files_compacted, upkeep.files_written, upkeep.files_vacuumed) == (30, 1, 30)
+    assert (upkeep.after.files, upkeep.after.files_on_disk) == (1, 1)
+    assert upkeep.after.small_file_ratio == 1.0  # 60 rows are still a small file
+    assert upkeep.after.bytes < upkeep.before.bytes
+    assert_frame_equal(store.read("gold.scores").collect().sort("customer_id"), before,
+                       check_exact=True)
+    again = store.upkeep("gold.scores", retention_hours=0, small_file_bytes=1024 * 1024)
+    assert (again.files_compacted, again.files_vacuumed, again.after.files) == (0, 0, 1)
+
+
+def test_upkeep_compacts_within_each_day_partition(store):
+    """Two files in each of three days' partitions (our window write, then another writer's
+    append): compaction leaves one file per day, never merging days, and the rows stay."""
+    from deltalake import write_deltalake
+
+    store.replace_window(TABLE, payment_rows(days(1, 3)), days(1, 3), DAY)
+    write_deltalake(store.location(TABLE), payment_rows(days(1, 3), 1, 5.0).to_arrow(),
+                    mode="append", partition_by=[DAY])
+    before = sorted_rows(store.read(TABLE))
+    upkeep = store.upkeep(TABLE, retention_hours=168, small_file_bytes=1024 * 1024)
+
+    assert (upkeep.before.files, upkeep.after.files) == (6, 3)
+    # A 7-day retention keeps the compacted-away files for readers of older versions.
+    assert upkeep.files_vacuumed == 0 and upkeep.after.files_on_disk == 9
+    assert_frame_equal(sorted_rows(store.read(TABLE)), before, check_exact=True)
+    assert store.count_rows_by_day(TABLE, days(1, 3), DAY) == {jan(1): 3, jan(2): 3, jan(3): 3}
+
+
+def test_upkeep_of_a_missing_table_says_so(store):
+    upkeep = store.upkeep("gold.nothing", retention_hours=0, small_file_bytes=1)
+    assert upkeep.skipped == "the table does not exist yet" and upkeep.after is None

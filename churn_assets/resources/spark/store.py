@@ -53,9 +53,11 @@ from churn_assets.resources.spark.layout import (
 from churn_assets.resources.spark.session import session_for
 from churn_assets.resources.store import (
     DateWindow,
+    FileHealth,
     SchemaMismatch,
     TableNotFound,
     TableStore,
+    Upkeep,
     WriteResult,
 )
 
@@ -348,6 +350,30 @@ class SparkTableStore(TableStore):
         options = delta_write_options(window, partition_column, allow_new_columns=bool(new_columns))
         frame.write.format("delta").mode("overwrite").options(**options).saveAsTable(name)
         return self._delta_version(table)
+
+    def upkeep(self, table: str, retention_hours: int, small_file_bytes: int) -> Upkeep:
+        """On Databricks, ``OPTIMIZE`` and ``VACUUM … RETAIN n HOURS`` (a retention under the
+        table's 7 days is refused there unless the workspace disables its retention check).
+        Local Spark writes plain Parquet: a window is replaced by deleting its partition's
+        files, so there is no log of old files to vacuum, and nothing is done."""
+        if self.format != "delta":
+            return Upkeep(table, skipped="local Spark tables are plain Parquet: replacing a "
+                          "window deletes its old files, so there is nothing to vacuum, and "
+                          "compaction (OPTIMIZE) needs Delta")
+        if not self.exists(table):
+            return Upkeep(table, skipped="the table does not exist yet")
+        name, session = self.location(table), self.spark_session
+        before = self._delta_health(name)
+        optimized = session.sql(f"OPTIMIZE {name}").first()
+        metrics = optimized["metrics"] if optimized is not None else None
+        session.sql(f"VACUUM {name} RETAIN {int(retention_hours)} HOURS").collect()
+        return Upkeep(table, before, self._delta_health(name),
+                      files_compacted=int(metrics["numFilesRemoved"]) if metrics else 0,
+                      files_written=int(metrics["numFilesAdded"]) if metrics else 0)
+
+    def _delta_health(self, name: str) -> FileHealth:
+        detail = self.spark_session.sql(f"DESCRIBE DETAIL {name}").first()
+        return FileHealth(int(detail["numFiles"]), None, int(detail["sizeInBytes"]))
 
     def _delta_version(self, table: str) -> int | None:
         """The table's latest version after our write (a concurrent writer may have followed)."""

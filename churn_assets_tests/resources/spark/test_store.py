@@ -281,3 +281,12 @@ def test_delta_writer_options():
     assert delta_write_options(allow_new_columns=True) == {"mergeSchema": "true"}
     assert delta_write_options(replace_schema=True) == {"overwriteSchema": "true"}
     assert delta_write_options() == {}
+
+
+def test_upkeep_says_plain_parquet_has_nothing_to_compact_or_vacuum(store):
+    store.replace_window(TABLE, payment_rows(days(1, 3)), days(1, 3), DAY)
+    before = sorted_rows(store.read(TABLE))
+    upkeep = store.upkeep(TABLE, retention_hours=0, small_file_bytes=1024)
+    assert upkeep.skipped is not None and "plain Parquet" in upkeep.skipped
+    assert upkeep.before is None and upkeep.files_vacuumed == 0
+    assert_frame_equal(sorted_rows(store.read(TABLE)), before)
