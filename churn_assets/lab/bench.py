@@ -3,7 +3,7 @@
 Each phase runs in its own process so that its peak RSS is its own. Results are appended to
 ``BENCHMARKS.md`` (and printed). Not a test: numbers depend on the machine.
 
-    python -m churn_assets.lab.bench [--only transactions|gold|engines|training|serving]
+    python -m churn_assets.lab.bench [--only transactions|gold|engines|training|serving|upkeep]
                                      [--customers N]
                                      [--days N] [--gold-customers N] [--gold-days N]
                                      [--training-rows N,N,...] [--home DIR] [--keep]
@@ -418,9 +418,10 @@ def _dispatch(phase: list[str]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m churn_assets.lab.bench")
     parser.add_argument("--only", choices=("transactions", "gold", "engines", "training",
-                                           "serving"),
+                                           "serving", "upkeep"),
                         help="run only the simulator/bronze benchmark, the gold one, the "
-                        "local-vs-spark one, the churn model training one, or the scoring API one")
+                        "local-vs-spark one, the churn model training one, the scoring API one, "
+                        "or the Delta upkeep one")
     parser.add_argument("--engine-customers", type=int, default=300,
                         help="customers of the world run on both engines")
     parser.add_argument("--engine-days", type=int, default=40,
@@ -447,6 +448,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--serving-seconds", type=float, default=30, help="API load duration")
     parser.add_argument("--batch-rows", type=int, default=1_000_000,
                         help="rows the champion scores in one batch")
+    parser.add_argument("--upkeep-days", type=int, default=365,
+                        help="daily commits of the Delta upkeep benchmark")
+    parser.add_argument("--upkeep-customers", type=int, default=100_000,
+                        help="rows per daily commit of the Delta upkeep benchmark")
     parser.add_argument("--home", type=Path, help="data root to use (default: a temporary dir)")
     parser.add_argument("--keep", action="store_true", help="keep the data root afterwards")
     parser.add_argument("--phase", nargs="+", help=argparse.SUPPRESS)
@@ -475,6 +480,11 @@ def main(argv: list[str] | None = None) -> int:
             sections.append(serving_section(home / "serving", args.serving_customers, 45,
                                             args.serving_rate, args.serving_seconds,
                                             args.batch_rows))
+        if args.only in (None, "upkeep"):
+            from churn_assets.lab.upkeep_bench import upkeep_section
+
+            sections.append(upkeep_section(home / "upkeep", args.upkeep_days,
+                                           args.upkeep_customers))
     finally:
         if not args.keep and not args.home:
             shutil.rmtree(home, ignore_errors=True)
