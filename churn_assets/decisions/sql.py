@@ -9,7 +9,10 @@ Tables (register them with ``register_tables``):
   campaign_id, action, cost, expected_value, control, reason);
 - ``decisions_outcomes``: the feed with outcomes (``uplift.MEASURED_SCHEMA``: the feed's columns
   plus ``retained`` and ``revenue`` in the outcome window) and the experiment's ``assignment``
-  (``policy`` or ``explore``; null in tables written before it existed).
+  (``policy`` or ``explore``; null in tables written before it existed);
+- ``ml_revenue_forecast``: revenue per week and segment (``'all'`` overall): whole weeks observed
+  (``kind = 'actual'``, ``revenue``) and the weeks ahead (``kind = 'forecast'``: ``forecast``,
+  ``lower``, ``upper``, ``model``, ``origin``); written by the weekly ``revenue_forecast`` job.
 
 "Today" is the latest ``snapshot_date`` in ``scores_daily``.
 """
@@ -22,7 +25,8 @@ from collections.abc import Mapping
 import polars as pl
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-TABLES = ("gold_customer_features", "scores_daily", "decisions_actions", "decisions_outcomes")
+TABLES = ("gold_customer_features", "scores_daily", "decisions_actions", "decisions_outcomes",
+          "ml_revenue_forecast")
 
 _LATEST = "(SELECT MAX(snapshot_date) FROM scores_daily)"
 
@@ -109,6 +113,37 @@ QUESTIONS: dict[str, str] = {
         GROUP BY s.risk_band
         ORDER BY s.risk_band
     """,
+    # What revenue do we expect in the coming weeks, per segment and overall, against the last
+    # whole week and today's revenue at risk? (No forecast rows: too little history yet.)
+    "revenue_forecast": f"""
+        WITH weeks AS (
+            SELECT segment,
+                   MAX(CASE WHEN kind = 'actual' THEN week_start END) AS last_actual_week,
+                   MAX(CASE WHEN kind = 'forecast' THEN model END) AS model,
+                   CAST(SUM(CASE WHEN kind = 'forecast' THEN 1 ELSE 0 END) AS BIGINT)
+                       AS weeks_ahead,
+                   SUM(CASE WHEN kind = 'forecast' THEN forecast END) AS forecast_revenue,
+                   SUM(CASE WHEN kind = 'forecast' THEN lower END) AS sum_of_weekly_lower,
+                   SUM(CASE WHEN kind = 'forecast' THEN upper END) AS sum_of_weekly_upper
+            FROM ml_revenue_forecast
+            GROUP BY segment
+        ),
+        risk AS (
+            SELECT segment, SUM(revenue_at_risk) AS revenue_at_risk
+            FROM scores_daily WHERE snapshot_date = {_LATEST} GROUP BY segment
+            UNION ALL
+            SELECT 'all' AS segment, SUM(revenue_at_risk) AS revenue_at_risk
+            FROM scores_daily WHERE snapshot_date = {_LATEST}
+        )
+        SELECT w.segment, w.model, w.last_actual_week, f.revenue AS last_week_revenue,
+               w.weeks_ahead, w.forecast_revenue, w.sum_of_weekly_lower,
+               w.sum_of_weekly_upper, r.revenue_at_risk
+        FROM weeks AS w
+        LEFT JOIN ml_revenue_forecast AS f
+          ON f.segment = w.segment AND f.week_start = w.last_actual_week AND f.kind = 'actual'
+        LEFT JOIN risk AS r ON r.segment = w.segment
+        ORDER BY w.segment
+    """,
 }
 
 
@@ -170,6 +205,9 @@ def _one_line(error: Exception, ctx: pl.SQLContext) -> str:
     missing = re.search(r"relation '([^']+)' was not found", first)
     if missing:
         name = missing.group(1)
+        if name == "ml_revenue_forecast":
+            return (f"table {name} has not been materialized yet: the weekly revenue_forecast "
+                    "job writes it (launch it from the UI to run it now)")
         if name in TABLES:
             return (f"table {name} has not been materialized yet: `churn-assets run` writes it "
                     "(scores and decisions once a champion model exists)")

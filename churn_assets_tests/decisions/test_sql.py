@@ -19,6 +19,7 @@ from churn_assets.decisions import (
 )
 from churn_assets.decisions.config import ExperimentConfig
 from churn_assets.decisions.sql import QUESTIONS, TABLES, ask, register_tables
+from churn_assets.ml.forecast import FORECAST_SCHEMA
 
 LATEST = date(2026, 3, 3)
 SEGMENTS = ["consumer", "small_business", "enterprise"]
@@ -54,7 +55,25 @@ def tables() -> dict[str, pl.DataFrame]:
         failed_payments_90d=pl.Series(rng.integers(0, 3, scores.height)),
     )
     return {"gold_customer_features": features, "scores_daily": scores,
-            "decisions_actions": feed, "decisions_outcomes": measure(feed, outcomes)}
+            "decisions_actions": feed, "decisions_outcomes": measure(feed, outcomes),
+            "ml_revenue_forecast": revenue_forecast(rng)}
+
+
+def revenue_forecast(rng: np.random.Generator) -> pl.DataFrame:
+    """Three whole weeks observed and two forecast, per segment and overall ('all')."""
+    monday = date(2026, 2, 2)
+    rows = []
+    for segment in [*SEGMENTS, "all"]:
+        for week in range(5):
+            ahead = week >= 3
+            value = float(rng.gamma(2.0, 500))
+            rows.append({
+                "week_start": monday + timedelta(weeks=week), "segment": segment,
+                "kind": "forecast" if ahead else "actual", "revenue": None if ahead else value,
+                "forecast": value if ahead else None, "lower": value * 0.8 if ahead else None,
+                "upper": value * 1.2 if ahead else None, "model": "lightgbm" if ahead else None,
+                "origin": date(2026, 2, 22) if ahead else None})
+    return pl.DataFrame(rows, schema=FORECAST_SCHEMA)
 
 
 @pytest.fixture
@@ -141,6 +160,33 @@ def test_risk_band_profile(ctx, tables):
         avg_failed_payments_90d=pl.col("failed_payments_90d").mean(),
     ).sort("risk_band")
     same(ask(ctx, "risk_band_profile"), expected)
+
+
+def test_revenue_forecast(ctx, tables):
+    weeks = tables["ml_revenue_forecast"]
+    ahead = weeks.filter(pl.col("kind") == "forecast")
+    last = weeks.filter(pl.col("kind") == "actual").sort("week_start").group_by("segment").last()
+    today = tables["scores_daily"].filter(pl.col("snapshot_date") == LATEST)
+    risk = pl.concat([
+        today.group_by("segment").agg(pl.col("revenue_at_risk").sum()),
+        pl.DataFrame({"segment": ["all"], "revenue_at_risk": [today["revenue_at_risk"].sum()]}),
+    ])
+    expected = (
+        ahead.group_by("segment").agg(
+            model=pl.col("model").max(), weeks_ahead=pl.len().cast(pl.Int64),
+            forecast_revenue=pl.col("forecast").sum(),
+            sum_of_weekly_lower=pl.col("lower").sum(), sum_of_weekly_upper=pl.col("upper").sum())
+        .join(last.select("segment", last_actual_week="week_start",
+                          last_week_revenue="revenue"), on="segment")
+        .join(risk, on="segment", how="left")
+        .select("segment", "model", "last_actual_week", "last_week_revenue", "weeks_ahead",
+                "forecast_revenue", "sum_of_weekly_lower", "sum_of_weekly_upper",
+                "revenue_at_risk")
+        .sort("segment"))
+    answer = ask(ctx, "revenue_forecast")
+    same(answer, expected)
+    assert answer.filter(pl.col("segment") == "all")["revenue_at_risk"].item() == pytest.approx(
+        today["revenue_at_risk"].sum())
 
 
 def test_register_tables_refuses_names_sql_cannot_use():
