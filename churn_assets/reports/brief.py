@@ -38,6 +38,8 @@ class BriefInputs:
     auc_floor: float = 0.8
     currency: str = "€"
     links: dict[str, str] = field(default_factory=dict)  # e.g. the MLflow UI of the champion
+    # ml/revenue_forecast, overall (segment 'all'): weeks observed and forecast; may be empty
+    forecast: pl.DataFrame = field(default_factory=pl.DataFrame)
 
     def today(self, frame: pl.DataFrame) -> pl.DataFrame:
         if frame.is_empty() or SNAPSHOT not in frame.columns:
@@ -174,3 +176,15 @@ def cltv_histogram(inputs: BriefInputs, bins: int = 20) -> pl.DataFrame:
         counts, on="bin", how="left").with_columns(pl.col("customers").fill_null(0))
     return full.select(low=pl.col("bin") * width, high=(pl.col("bin") + 1) * width,
                        customers=pl.col("customers").cast(pl.Int64))
+
+
+def revenue_weeks(inputs: BriefInputs, weeks_back: int = 26) -> pl.DataFrame:
+    """The overall weekly revenue to plot: the last ``weeks_back`` whole weeks observed and every
+    week forecast (``week_start``, ``kind``, ``revenue``, ``forecast``, ``lower``, ``upper``,
+    ``model``); empty when the forecast has not run."""
+    frame = inputs.forecast
+    if frame.is_empty():
+        return frame
+    overall = frame.filter(pl.col("segment") == "all").sort("week_start")
+    actual = overall.filter(pl.col("kind") == "actual").tail(weeks_back)
+    return pl.concat([actual, overall.filter(pl.col("kind") == "forecast")])

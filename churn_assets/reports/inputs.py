@@ -27,6 +27,7 @@ SCORES, FEATURES, LABELS = (t.full_name for t in (
 ACTIONS, WHALES, OUTCOMES = (t.full_name for t in (
     catalog.ACTIONS, catalog.WHALES, catalog.OUTCOMES))
 REFERENCE = catalog.TRAINING_REFERENCE.full_name
+FORECAST = catalog.REVENUE_FORECAST.full_name
 TREND_DAYS = 60
 
 
@@ -65,6 +66,10 @@ def read_inputs(store: TableStore, location: MlflowLocation, settings: Settings,
         daily_budget=settings.decisions.policy.daily_budget,
         drift_warn=drift.warn, drift_error=drift.error, auc_floor=settings.model.auc_floor,
         currency=currency, links=links,
+        # The latest weekly forecast, whatever day the page is for: it is small (weeks x
+        # segments) and there is one.
+        forecast=(to_polars(store.read(FORECAST)).filter(pl.col("segment") == "all")
+                  if store.exists(FORECAST) else pl.DataFrame()),
     )
 
 

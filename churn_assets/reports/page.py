@@ -65,7 +65,7 @@ def render(inputs: b.BriefInputs, generated_at: datetime | None = None) -> str:
     page = Page(inputs)
     sections = [_headline(page), _customers(page), _risk(page), _drivers(page),
                 _actions(page), _whales(page), _campaigns(page), _model_health(page),
-                _cltv(page)]
+                _cltv(page), _revenue_forecast(page)]
     generated = (generated_at or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
     version = _champion(inputs)
     links = " · ".join(f'<a href="{escape(url)}">{escape(name)}</a>'
@@ -349,3 +349,34 @@ def _cltv(page: Page) -> str:
     chart = svg.columns("Customers by CLTV (scored today; last bin holds the top 1%)", labels,
                         histogram["customers"].to_list(), count, note=note)
     return _section("CLTV distribution", f'<div class="grid">{chart}</div>', "cltv")
+
+
+def _revenue_forecast(page: Page) -> str:
+    title = "Weekly revenue and forecast"
+    weeks = b.revenue_weeks(page.inputs)
+    if weeks.is_empty():
+        return _section(title, _empty(
+            "No revenue forecast yet: the weekly revenue_forecast job writes it."), "forecast")
+    labels = [f"{d:%d %b}" for d in weeks["week_start"]]
+    observed = weeks.filter(pl.col("kind") == "actual")["week_start"]
+    last_actual = observed.max() if observed.len() else None
+    ahead = weeks.filter(pl.col("kind") == "forecast")
+    at_risk = page.inputs.today(page.inputs.scores)
+    at_risk = at_risk["revenue_at_risk"].sum() if "revenue_at_risk" in at_risk.columns else None
+    risk_note = (f" Revenue at risk today: {page.money(at_risk)}."
+                 if at_risk is not None and not page.inputs.scores.is_empty() else "")
+    if ahead.is_empty():
+        note = "Not enough whole weeks yet to forecast (the asset's metadata says how many)."
+    else:
+        note = (f"Next {ahead.height} weeks: {page.money(ahead['forecast'].sum())} forecast by "
+                f"{ahead['model'][0]} (dashed; thin dashes: the interval).")
+    chart = svg.line_chart(title + " (all segments)", labels, [
+        svg.Series("actual", weeks["revenue"].to_list()),
+        # The dashed line leaves from the last week observed, so the two read as one.
+        svg.Series("forecast", [
+            row["revenue"] if row["week_start"] == last_actual else row["forecast"]
+            for row in weeks.iter_rows(named=True)], dashed=True),
+        svg.Series("lower", weeks["lower"].to_list(), "#9aa5b1", dashed=True),
+        svg.Series("upper", weeks["upper"].to_list(), "#9aa5b1", dashed=True),
+    ], page.short_money, note=note + risk_note)
+    return _section(title, f'<div class="grid">{chart}</div>', "forecast")

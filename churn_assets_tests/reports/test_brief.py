@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from datetime import timedelta
+from datetime import date, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -15,6 +15,7 @@ import polars as pl
 import pytest
 
 from churn_assets.decisions.sql import ask, register_tables
+from churn_assets.ml.forecast import FORECAST_SCHEMA
 from churn_assets.reports import svg
 from churn_assets.reports.browser import check_page, find_chromium
 from churn_assets.reports.format import money, percent, points
@@ -131,12 +132,41 @@ def test_sections_without_data_say_so(scored_world):
                                actions=nothing)
     html = render(bare)
     for message in ("No campaign has been measured yet", "No whale", "No model version",
-                    "No drift measured", "No actions decided"):
+                    "No drift measured", "No actions decided", "No revenue forecast yet"):
         assert message in html
     # A day before anything was scored still renders, saying so.
     empty = dataclasses.replace(bare, scores=inputs.scores.clear(), day=SCORED_FROM - timedelta(days=3))
     html = render(empty)
     assert "No day has been scored yet" in html and "No CLTV" in html
+
+
+def test_the_revenue_forecast_is_drawn_dashed_after_the_weeks_observed(scored_world):
+    paths, _ = scored_world
+    settings = load_settings(paths)
+    resources = build_resources("local", paths, settings)
+    inputs = read_inputs(resources["store"], resources["mlflow"].location(), settings, LAST)
+    monday = date(2026, 1, 5)
+    weeks = pl.DataFrame([
+        {"week_start": monday + timedelta(weeks=i), "segment": "all",
+         "kind": "forecast" if i >= 30 else "actual",
+         "revenue": None if i >= 30 else 1000.0 + i,
+         "forecast": 2000.0 + i if i >= 30 else None, "lower": 1500.0 if i >= 30 else None,
+         "upper": 2500.0 if i >= 30 else None, "model": "lightgbm" if i >= 30 else None,
+         "origin": monday + timedelta(weeks=30, days=-1) if i >= 30 else None}
+        for i in range(42)], schema=FORECAST_SCHEMA)
+    html = render(dataclasses.replace(inputs, forecast=weeks))
+    section = html.split('<section id="forecast">')[1].split("</section>")[0]
+    assert "Weekly revenue and forecast" in section and "stroke-dasharray" in section
+    # 26 weeks observed, 12 forecast: marks for the actuals, the forecast (from the last week
+    # observed), and both bounds.
+    assert f'data-marks="{26 + 13 + 12 + 12}"' in section
+    assert "forecast by lightgbm" in section
+    today = inputs.today(inputs.scores)["revenue_at_risk"].sum()
+    assert f"Revenue at risk today: {money(today)}" in section
+    # Only weeks observed (too little history): the actuals, and why there is no forecast.
+    html = render(dataclasses.replace(inputs, forecast=weeks.filter(pl.col("kind") == "actual")))
+    section = html.split('<section id="forecast">')[1].split("</section>")[0]
+    assert 'data-marks="26"' in section and "Not enough whole weeks" in section
 
 
 def test_churn_assets_report_writes_the_page_and_refuses_an_unscored_day(scored_world, tmp_path,
