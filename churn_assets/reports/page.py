@@ -374,7 +374,8 @@ def _revenue_forecast(page: Page) -> str:
         svg.Series("actual", weeks["revenue"].to_list()),
         # The dashed line leaves from the last week observed, so the two read as one.
         svg.Series("forecast", [
-            row["revenue"] if row["week_start"] == last_actual else row["forecast"]
+            row["revenue"] if row["week_start"] == last_actual and ahead.height
+            else row["forecast"]
             for row in weeks.iter_rows(named=True)], dashed=True),
         svg.Series("lower", weeks["lower"].to_list(), "#9aa5b1", dashed=True),
         svg.Series("upper", weeks["upper"].to_list(), "#9aa5b1", dashed=True),
