@@ -182,7 +182,7 @@ MAINTENANCE_JOB = "delta_maintenance"
 
 def build_maintenance_job(settings: Settings) -> dg.JobDefinition:
     """Compact and vacuum every stored table, and record each table's file health before and
-    after as an observation of its asset (the UI shows the series on the asset's page)."""
+    after as an observation of its asset (listed with its events on the asset's page)."""
 
     @dg.op(name="compact_and_vacuum_tables")
     def compact_and_vacuum_tables(context: dg.OpExecutionContext, store: TableStore):
