@@ -13,7 +13,9 @@ Everything here is one-node numpy/Polars/LightGBM: frames in, frames out, no sto
   more than a season of history, otherwise 1 (the last week), and the metadata says which.
 - ``lightgbm``: one direct model over every series and horizon (``h`` is a feature), on
   revenue scaled by the series' recent level (lags 1-4, the 4-week mean and trend, the lag one
-  season before the target week when it exists); the interval from two quantile models.
+  season before the target week when it exists); the interval from two quantile models, widened
+  by the margin that makes them cover the nominal share of the two latest held-out windows
+  (conformalized quantile regression: judged on their training rows they are too narrow).
 - ``backtest``: a rolling origin. At each of ``backtest_origins`` origins (``origin_step_weeks``
   apart, the last one ``origin_step_weeks`` before the end) both models train on the weeks
   before it and forecast up to ``horizon_weeks`` held-out weeks. MASE divides the mean absolute
@@ -204,15 +206,54 @@ def lightgbm_forecast(series: dict[str, np.ndarray], horizon: int, season: int, 
     models = [_booster("quantile", 0.5), _booster("quantile", lo_q), _booster("quantile", hi_q)]
     for model in models:
         model.fit(x, target)
+    widen = _conformal_margin(series, horizon, season, level)
     out = {}
     for name, y in series.items():
-        feats = [_features(y, len(y), h, season) for h in range(1, horizon + 1)]
-        grid = np.asarray([f for f, _ in feats])
-        scales = np.asarray([s for _, s in feats])
+        grid, scales = _forecast_grid(y, horizon, season)
         point, lower, upper = (m.predict(grid) * scales for m in models)
+        lower, upper = lower - widen * scales, upper + widen * scales
         # Quantile models are fitted apart and can cross: the interval always holds the point.
         out[name] = (point, np.minimum(lower, point), np.maximum(upper, point))
     return out
+
+
+def _forecast_grid(y: np.ndarray, horizon: int, season: int) -> tuple[np.ndarray, np.ndarray]:
+    feats = [_features(y, len(y), h, season) for h in range(1, horizon + 1)]
+    return np.asarray([f for f, _ in feats]), np.asarray([s for _, s in feats])
+
+
+def _conformal_margin(series: dict[str, np.ndarray], horizon: int, season: int,
+                      level: float, windows: int = 2) -> float:
+    """How much to widen the quantile models' interval (in scaled revenue) so it covers
+    ``level`` of recent weeks: quantile models judged on their own training rows are too sure
+    of themselves (conformalized quantile regression). For each of ``windows`` recent origins
+    the bound models are refitted on the weeks before it and judged on forecasting the ``held``
+    weeks after it; 0 when the history is too short to hold any out."""
+    length = len(next(iter(series.values())))
+    held = min(horizon, length // (2 * windows + 2))
+    if held < 1:
+        return 0.0
+    lo_q, hi_q = _z_quantiles(level)
+    scores = []
+    for k in range(1, windows + 1):
+        origin = length - k * held
+        fit = {name: y[:origin] for name, y in series.items()}
+        x, target = _training_rows(fit, horizon, season)
+        if len(target) < 2:
+            continue
+        bounds = [_booster("quantile", lo_q), _booster("quantile", hi_q)]
+        for model in bounds:
+            model.fit(x, target)
+        for name, y in fit.items():
+            grid, scales = _forecast_grid(y, held, season)
+            lower, upper = (m.predict(grid) for m in bounds)
+            actual = series[name][origin:origin + held] / scales
+            scores.append(np.maximum(lower - actual, actual - upper))
+    if not scores:
+        return 0.0
+    scores = np.concatenate(scores)
+    rank = min(1.0, math.ceil((len(scores) + 1) * level) / len(scores))
+    return float(np.quantile(scores, rank))
 
 
 MODELS = {SEASONAL_NAIVE: seasonal_naive, LIGHTGBM: lightgbm_forecast}
