@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # `make run` and `make ui` alike; dagster.yaml is copied there (DAGSTER_HOME must hold it).
 DAGSTER_HOME := $(CURDIR)/.dagster
 
-.PHONY: install run tick test lint ui bench loop presets clean mlflow serve screenshots
+.PHONY: install run tick test lint ui bench loop presets clean mlflow serve screenshots brief
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "churn-assets needs Python >= 3.11, found " + sys.version.split()[0]'
@@ -62,6 +62,10 @@ mlflow: install
 # The scoring API on http://127.0.0.1:8000 (needs CHURN_API_KEY, or use --no-auth by hand).
 serve: install
 	$(BIN)/churn-assets serve
+
+# The daily briefs on http://127.0.0.1:8765, where the Dagster UI's brief links point.
+brief: install
+	$(BIN)/churn-assets report --serve
 
 # The latest brief checked in headless Chromium, and PNGs of it in docs/images (after `make run`).
 screenshots: install

@@ -147,6 +147,12 @@ def _add_people_commands(sub) -> None:
     report.add_argument("--day", type=_day, help="the scored day (default: the latest)")
     report.add_argument("--open", action="store_true", help="open it in the browser")
     report.add_argument("--currency", default="€", help="currency symbol (default €)")
+    report.add_argument("--serve", action="store_true", help="then serve the reports folder "
+                        "over HTTP (where the UI's brief links point) until Ctrl-C")
+    report.add_argument("--host", default="127.0.0.1", help="with --serve: bind address "
+                        "(default 127.0.0.1)")
+    report.add_argument("--port", type=int, help="with --serve: port (default: the port of "
+                        "[reports] url, 8765)")
     serve = sub.add_parser("serve", help="the scoring API: champion model + latest gold "
                            "features, reloaded when either changes")
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
@@ -606,8 +612,10 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     import webbrowser
+    from urllib.parse import urlsplit
 
     from churn_assets.reports.inputs import latest_scored_day, write_brief
+    from churn_assets.reports.server import page_url, reports_server
     from churn_assets.resources import build_resources, environment
     from churn_assets.settings import Paths, load_settings
 
@@ -625,8 +633,20 @@ def _report(args: argparse.Namespace) -> int:
         raise ValueError(f"{day} has no scores (scored days run through "
                          f"{latest_scored_day(store)}); pick another --day")
     print(f"brief of {day}: {path}")
-    if args.open and not webbrowser.open(path.as_uri()):
-        print("no browser could be opened here; open the file above")
+    if not args.serve:
+        if args.open and not webbrowser.open(path.as_uri()):
+            print("no browser could be opened here; open the file above")
+        return 0
+    port = args.port if args.port is not None else urlsplit(settings.reports.url).port or 8765
+    server = reports_server(paths.reports, args.host, port)
+    url = page_url(f"http://{args.host}:{server.server_address[1]}", paths.reports, path)
+    print(f"serving {paths.reports} at {url} (Ctrl-C stops it)", flush=True)
+    if args.open and not webbrowser.open(url):
+        print("no browser could be opened here; open the address above")
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
     return 0
 
 

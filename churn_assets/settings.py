@@ -295,6 +295,17 @@ class MaintenanceSettings(_Section):
         description="A data file under this size counts as small in the upkeep report.")
 
 
+class ReportSettings(_Section):
+    """Where people open the daily briefs."""
+
+    url: str = Field(
+        "http://127.0.0.1:8765",
+        description="Base URL the briefs are served at (`churn-assets report --serve` serves "
+        "$CHURN_HOME/reports there locally); the Dagster metadata links each day's brief to "
+        "<url>/brief/<day>.html, which a browser opens from the UI (a file:// link it would "
+        "refuse).")
+
+
 class Settings(_Section):
     """Business settings: every section and key is documented in README.md."""
 
@@ -310,6 +321,7 @@ class Settings(_Section):
     decisions: DecisionSettings = DecisionSettings()
     forecast: ForecastSettings = ForecastSettings()
     maintenance: MaintenanceSettings = MaintenanceSettings()
+    reports: ReportSettings = ReportSettings()
 
 
 class SettingsError(ValueError):

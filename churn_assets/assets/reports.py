@@ -1,7 +1,8 @@
 """``reports/daily_brief``: one self-contained HTML page per scored day, for people.
 
 The page is a file under ``$CHURN_HOME/reports/brief/<day>.html``; the materialization links
-it (a ``file://`` URL and the path). It runs in the scoring job right after the day's scores and
+it at ``[reports] url`` (served by ``churn-assets report --serve``: a browser will not follow a
+``file://`` link from the UI) and gives its ``file://`` URL and path too. It runs in the scoring job right after the day's scores and
 decisions, and in the UI its (eager) automation condition renders the latest day when its scores
 or decisions change.
 """
@@ -13,6 +14,7 @@ import dagster as dg
 from churn_assets import catalog
 from churn_assets.reports.format import DEFAULT_CURRENCY, money
 from churn_assets.reports.inputs import TREND_DAYS, write_brief
+from churn_assets.reports.server import page_url
 from churn_assets.resources.mlflow import MlflowResource
 from churn_assets.resources.store import DateWindow, TableStore
 from churn_assets.settings import Paths, Settings
@@ -56,14 +58,15 @@ def build_report_asset(partitions_def, settings: Settings, paths: Paths) -> dg.A
         day, path, inputs = pages[-1]
         today = inputs.today(inputs.scores)
         return dg.MaterializeResult(metadata={
-            "brief": dg.MetadataValue.url(path.as_uri()),
+            "brief": dg.MetadataValue.url(page_url(settings.reports.url, paths.reports, path)),
+            "file": dg.MetadataValue.url(path.as_uri()),
             "path": dg.MetadataValue.path(str(path)),
             "pages": len(pages),
             "latest_day": str(day),
             "customers_scored": today.height,
             "revenue_at_risk": money(float(today["revenue_at_risk"].sum()), config.currency),
             "size_kb": round(path.stat().st_size / 1024, 1),
-            "open_with": f"churn-assets report --day {day} --open",
+            "open_with": f"churn-assets report --day {day} --serve --open",
         })
 
     return daily_brief

@@ -137,7 +137,8 @@ class RunInputs:
     def scoring(self, champion: str | None) -> Callable[[date, date], str]:
         return lambda start, end: self._digest(
             "scoring", champion, self._drops_through(end), self.settings.scoring.model_dump(),
-            self.settings.decisions.model_dump(), self.settings.labels.model_dump())
+            self.settings.decisions.model_dump(), self.settings.labels.model_dump(),
+            self.settings.reports.model_dump())  # the brief's link is in the scoring job
 
     def outcomes(self, champion: str | None) -> Callable[[date, date], str]:
         window = self.settings.scoring.outcome_window_days

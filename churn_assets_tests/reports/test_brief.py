@@ -7,6 +7,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 from datetime import date, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
@@ -17,10 +23,11 @@ import pytest
 from churn_assets.decisions.sql import ask, register_tables
 from churn_assets.ml.forecast import FORECAST_SCHEMA
 from churn_assets.reports import svg
-from churn_assets.reports.browser import check_page, find_chromium
+from churn_assets.reports.browser import Chromium, check_page, find_chromium
 from churn_assets.reports.format import money, percent, points
 from churn_assets.reports.inputs import brief_path, read_inputs
 from churn_assets.reports.page import render
+from churn_assets.reports.server import page_url
 from churn_assets.resources import build_resources
 from churn_assets.settings import load_settings
 from churn_assets_tests.scored_world import LAST, SCORED_FROM
@@ -76,7 +83,10 @@ def test_the_scoring_job_renders_a_page_per_day_linked_from_metadata(scored_worl
     assert brief["pages"] == (LAST - SCORED_FROM).days + 1
     assert brief["latest_day"] == str(LAST)
     page = brief_path(paths.reports, LAST)
-    assert brief["brief"] == page.as_uri() and brief["path"] == str(page)
+    # The UI link is http (a browser will not follow file:// from the UI), at [reports] url.
+    assert brief["brief"] == f"http://127.0.0.1:8765/brief/{LAST.isoformat()}.html"
+    assert brief["file"] == page.as_uri() and brief["path"] == str(page)
+    assert brief["open_with"] == f"churn-assets report --day {LAST} --serve --open"
     for offset in range((LAST - SCORED_FROM).days + 1):
         assert brief_path(paths.reports, SCORED_FROM + timedelta(days=offset)).exists()
     html = page.read_text()
@@ -209,3 +219,60 @@ def test_a_real_browser_draws_every_chart_without_errors(scored_world):
             "cltv"} <= shown
     assert report.figures["revenue_at_risk"] == parse(page.read_text()).figures[
         "revenue_at_risk"][1]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def test_report_serve_answers_the_link_the_ui_shows(scored_world, tmp_path):
+    """`churn-assets report --serve` as a user starts it: its own process, the metadata's link
+    (with [reports] url pointed at its port) returns the page, nothing else is listed or
+    escapes the folder, and a real browser draws the page it serves."""
+    from churn_assets_tests.scored_world import copy_world
+
+    paths = copy_world(scored_world[0], tmp_path / "home")
+    port = _free_port()
+    with (paths.home / "settings.toml").open("a") as settings:
+        settings.write(f'\n[reports]\nurl = "http://127.0.0.1:{port}"\n')
+    env = {**os.environ, "CHURN_HOME": str(paths.home)}
+    server = subprocess.Popen([sys.executable, "-m", "churn_assets.cli", "report", "--serve"],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}/brief/{LAST.isoformat()}.html"
+        assert url == page_url(load_settings(paths).reports.url, paths.reports,
+                               brief_path(paths.reports, LAST))
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                status, body = _get(url)
+                break
+            except OSError:
+                assert server.poll() is None, server.communicate()
+                assert time.monotonic() < deadline, "the reports server did not answer"
+                time.sleep(0.5)
+        assert status == 200 and body == brief_path(paths.reports, LAST).read_bytes()
+        assert _get(f"http://127.0.0.1:{port}/")[0] == 404  # no listing
+        assert _get(f"http://127.0.0.1:{port}/brief/")[0] == 404
+        assert _get(f"http://127.0.0.1:{port}/../settings.toml")[0] == 404
+        assert _get(f"http://127.0.0.1:{port}/%2e%2e/settings.toml")[0] == 404
+        if find_chromium() is not None or os.environ.get("CI"):
+            with Chromium() as browser:
+                report = browser.load(url)
+            assert report.console_errors == [] and report.requests == [url]
+            assert len(report.charts) >= 10
+    finally:
+        server.terminate()
+        out, err = server.communicate(timeout=30)
+    assert f"serving {paths.reports} at {url}" in out
+    assert "Traceback" not in err
