@@ -35,6 +35,8 @@ import narwhals as nw
 import numpy as np
 import polars as pl
 
+from churn_assets.transforms.frames import MONEY_DECIMALS, money_sum
+
 ALL, UNKNOWN = "all", "unknown"
 SEASONAL_NAIVE, LIGHTGBM = "seasonal_naive", "lightgbm"
 NOT_ENOUGH_HISTORY = "not enough history"
@@ -100,7 +102,7 @@ def daily_revenue_by_segment(activity, segments=None):
             ["customer_id"])
         labelled = activity.join(segments, on="customer_id", how="left")
     return (labelled.with_columns(nw.col("segment").fill_null(UNKNOWN))
-            .group_by("segment", "event_date").agg(nw.col("revenue").sum())
+            .group_by("segment", "event_date").agg(money_sum("revenue"))
             .to_native())
 
 
@@ -122,9 +124,11 @@ def weekly_revenue(daily: pl.DataFrame, first_day: date, last_day: date) -> pl.D
     weeks = pl.date_range(first_week, last_week, interval="1w", eager=True).alias("week_start")
     in_weeks = (daily.lazy().with_columns(week_start=pl.col("event_date").dt.truncate("1w"))
                 .filter(pl.col("week_start").is_between(first_week, last_week)))
-    per_segment = in_weeks.group_by("segment", "week_start").agg(
-        pl.col("revenue").cast(pl.Float64).sum())
-    overall = (in_weeks.group_by("week_start").agg(pl.col("revenue").cast(pl.Float64).sum())
+    # Rounded to the cent like gold's sums: a multi-threaded sum's last bit would otherwise
+    # move the boosted model's splits from run to run.
+    week_sum = pl.col("revenue").cast(pl.Float64).sum().round(MONEY_DECIMALS)
+    per_segment = in_weeks.group_by("segment", "week_start").agg(week_sum)
+    overall = (in_weeks.group_by("week_start").agg(week_sum)
                .select(segment=pl.lit(ALL), week_start="week_start", revenue="revenue"))
     sums = pl.concat([per_segment, overall]).collect()
     names = sums.select("segment").unique()
