@@ -10,13 +10,14 @@ The cost of a day does not grow with history. Three small frames carry it:
 - ``daily_activity``: silver rows summed per (customer_id, event_date, arrival_date). Additive,
   so windows are sums over a 90-day slice and lifetime totals are running sums.
 - ``CustomerState``: lifetime state per customer as of D (running sums, first/last dates, the
-  latest profile, the last ticket), plus a side table of the categories each customer bought
-  (Delta-friendly: no list columns). ``advance_state`` folds the rows that become visible on D
+  latest profile, the last ticket, the latest ``RECENT_ORDER_DAYS`` order days with their order
+  value), plus a side table of the categories each customer bought (Delta-friendly: no list
+  columns). ``advance_state`` folds the rows that become visible on D
   into yesterday's state; ``customer_state_as_of`` computes the same state directly from history.
 - ``features`` reads the state and a 90-day window of activity and tickets.
 
-Every reduction in the fold is a sum, a min, a max or "the latest by a total order", so folding
-day by day equals computing at once (``features_as_of``): the gold tests hold both to equality.
+Every reduction in the fold is a sum, a min, a max, "the latest by a total order" or "the latest
+k days, each summed", so folding day by day equals computing at once (``features_as_of``): the gold tests hold both to equality.
 
 A day D of the daily assets reads only bounded inputs:
   activity[D]   = daily_activity(silver rows with arrival_date == D), and
@@ -73,6 +74,11 @@ _PROFILE_ORDER = ["profile_updated_at", "profile_arrival_date"]
 _LIFETIME_SUMS = {"orders_total": "orders", "order_value_total": "order_value",
                   "revenue_total": "revenue"}
 
+# The latest order days kept per customer (1 = the latest), with the value ordered on each: the
+# rhythm of a sparse buyer's last gaps and baskets. Bounded, so the state grows with customers.
+RECENT_ORDER_DAYS = 5
+_RECENT_DATES = [f"recent_order_date_{k}" for k in range(1, RECENT_ORDER_DAYS + 1)]
+_RECENT_VALUES = [f"recent_order_value_{k}" for k in range(1, RECENT_ORDER_DAYS + 1)]
 STATE_SCHEMA: dict[str, nw.dtypes.DType] = {
     "snapshot_date": nw.Date(), "customer_id": nw.String(),
     "first_seen_date": nw.Date(),  # null: seen only in events/tickets/marketing, not yet known
@@ -80,6 +86,7 @@ STATE_SCHEMA: dict[str, nw.dtypes.DType] = {
     "orders_total": nw.Int64(), "order_value_total": nw.Float64(), "revenue_total": nw.Float64(),
     "first_order_date": nw.Date(), "last_order_date": nw.Date(), "last_session_date": nw.Date(),
     **LAST_TICKET,
+    **{c: nw.Date() for c in _RECENT_DATES}, **{c: nw.Float64() for c in _RECENT_VALUES},
 }
 CATEGORY_STATE_SCHEMA: dict[str, nw.dtypes.DType] = {
     "snapshot_date": nw.Date(), "customer_id": nw.String(), "category": nw.String(),
@@ -104,7 +111,8 @@ _FEATURES: dict[str, tuple[nw.dtypes.DType, str | None]] = {
     "orders_90d": (_I, _PAY), "revenue_90d": (_F, _PAY),
     "days_since_first_order": (_I, _PAY), "mean_days_between_orders": (_F, _PAY),
     "order_gap_ratio": (_F, _PAY), "orders_per_tenure_month": (_F, _PAY),
-    "spend_trend": (_F, _PAY), "sessions_7d": (_I, _EVT),
+    "spend_trend": (_F, _PAY), "recent_gap_cv": (_F, _PAY), "last_gap_ratio": (_F, _PAY),
+    "overdue_in_spreads": (_F, _PAY), "basket_trend": (_F, _PAY), "sessions_7d": (_I, _EVT),
     "sessions_30d": (_I, _EVT), "days_since_last_session": (_I, _EVT),
     "engagement_trend": (_F, _EVT), "tickets_30d": (_I, _TKT),
     "last_ticket_category": (_S, _TKT), "csat_trend": (_F, _TKT),
@@ -177,6 +185,8 @@ def _state(previous: CustomerState | None, activity: Any, categories: Any, custo
     profiles = (
         totals.join(profile, on="customer_id", how="left")
         .join(last_ticket, on="customer_id", how="left")
+        .join(_recent_orders(previous, activity, visible, candidates), on="customer_id",
+              how="left")
         .with_columns(snapshot_date=nw.lit(snapshot_date, dtype=nw.Date))
     )
     return CustomerState(
@@ -199,6 +209,42 @@ def _activity_contribution(activity: nw.LazyFrame) -> nw.LazyFrame:
     )
 
 
+def _recent_orders(previous: CustomerState | None, activity: Any, visible: nw.Expr,
+                   like: nw.LazyFrame) -> nw.LazyFrame:
+    """Per customer, the latest ``RECENT_ORDER_DAYS`` days with an order and the order value of
+    each (``recent_order_date_k``/``recent_order_value_k``, 1 = the latest): yesterday's days
+    and today's visible ones, summed per day, the latest kept. A late order for a day already
+    kept adds to it; one older than every kept day stays out, as it would in a rebuild."""
+    long = {"customer_id": nw.String(), "order_date": nw.Date(), "order_value": nw.Float64()}
+    rows = []
+    if previous is not None:
+        # A state written before these columns existed holds none: they fill from today on.
+        kept = conform(to_lazy(previous.profiles), {
+            "customer_id": nw.String(), **{c: STATE_SCHEMA[c] for c in _RECENT_DATES},
+            **{c: STATE_SCHEMA[c] for c in _RECENT_VALUES}})
+        rows.extend(conform(kept.select("customer_id", order_date=nw.col(d),
+                                        order_value=nw.col(v)), long)
+                    for d, v in zip(_RECENT_DATES, _RECENT_VALUES, strict=True))
+    if (frame := to_lazy(activity)) is not None:
+        rows.append(conform(frame.filter(visible & (nw.col("orders") > 0)).select(
+            "customer_id", order_date=nw.col("event_date"), order_value=nw.col("order_value")),
+            long))
+    if not rows:  # no payments at all: nothing to join, on the same engine
+        return like.select("customer_id").head(0)
+    days = (nw.concat(rows).filter(~nw.col("order_date").is_null())
+            .group_by("customer_id", "order_date").agg(money_sum("order_value"))
+            .with_columns(_latest=nw.col("order_date").cum_count(reverse=True)
+                          .over("customer_id", order_by="order_date"))
+            .filter(nw.col("_latest") <= RECENT_ORDER_DAYS))
+    spread = days.with_columns(
+        *(nw.when(nw.col("_latest") == k).then(nw.col("order_date")).alias(d)
+          for k, d in enumerate(_RECENT_DATES, 1)),
+        *(nw.when(nw.col("_latest") == k).then(nw.col("order_value")).alias(v)
+          for k, v in enumerate(_RECENT_VALUES, 1)))
+    return spread.group_by("customer_id").agg(
+        *(nw.col(c).max() for c in (*_RECENT_DATES, *_RECENT_VALUES)))
+
+
 def _profile_contribution(customers: nw.LazyFrame) -> nw.LazyFrame:
     customers = customers.filter(~nw.col("customer_id").is_null()).with_columns(
         profile_updated_at=nw.col("updated_at"), profile_arrival_date=nw.col("arrival_date"),
@@ -216,7 +262,7 @@ def _category_state(previous: CustomerState | None, categories: Any, snapshot_da
     if (frame := to_lazy(categories)) is not None:
         rows.append(conform(frame.filter(visible), pairs))
     if not rows:  # a business without payments: an empty side table on the same engine
-        rows.append(conform(like.filter(nw.lit(False)), pairs))
+        rows.append(conform(like.head(0), pairs))
     merged = nw.concat(rows).unique().with_columns(
         snapshot_date=nw.lit(snapshot_date, dtype=nw.Date))
     return conform(merged, CATEGORY_STATE_SCHEMA).to_native()
@@ -251,6 +297,7 @@ def features(state: CustomerState, recent_activity: Any, recent_tickets: Any,
     else:
         rows = rows.join(_ticket_window(tickets, snapshot_date), on="customer_id", how="left")
     rows = utc_date(utc_date(rows, "signup_at", "_signup_date"), "cancelled_at", "_cancel_date")
+    rows = _with_rhythm(rows, snapshot_date)
 
     counts = {name: nw.col(name).fill_null(0) for name in _WINDOWED}
     tenure = days_since(nw.coalesce("_signup_date", "first_seen_date"), snapshot_date)
@@ -317,6 +364,73 @@ def _sparse_history(tenure: nw.Expr, snapshot_date: date) -> dict[str, nw.Expr]:
         "spend_trend": nw.when(revenue > 0.0).then(
             nw.col("revenue_90d").fill_null(0.0).cast(nw.Float64)
             * nw.when(days < 90.0).then(90.0).otherwise(days) / (revenue * 90.0)),
+        **_recent_rhythm(),
+    }
+
+
+def _with_rhythm(rows: nw.LazyFrame, snapshot_date: date) -> nw.LazyFrame:
+    """``rows`` (the state) with the helper columns of ``_recent_rhythm``, in stages: an
+    expression that repeats its parts inline grows exponentially with the nesting, and Spark's
+    analyzer runs out of heap on it."""
+    dates = [epoch_day(c).cast(nw.Float64) for c in _RECENT_DATES]
+    rows = rows.with_columns(
+        *((newer - older).alias(f"_gap_{k}")
+          for k, (newer, older) in enumerate(zip(dates, dates[1:], strict=False), 1)),
+        *(nw.col(v).cast(nw.Float64).alias(f"_basket_{k}")
+          for k, v in enumerate(_RECENT_VALUES, 1)),
+        _since_last=days_since("last_order_date", snapshot_date).cast(nw.Float64))
+    gaps = [nw.col(f"_gap_{k}") for k in range(1, RECENT_ORDER_DAYS)]
+    baskets = [nw.col(f"_basket_{k}") for k in range(1, RECENT_ORDER_DAYS + 1)]
+
+    def present(exprs: list[nw.Expr]) -> nw.Expr:
+        return nw.sum_horizontal(*((~e.is_null()).cast(nw.Float64) for e in exprs))
+
+    def total(exprs: list[nw.Expr]) -> nw.Expr:
+        return nw.sum_horizontal(*(e.fill_null(0.0) for e in exprs))
+
+    rows = rows.with_columns(
+        _gaps=present(gaps), _gap_sum=total(gaps), _gap_squares=total([g * g for g in gaps]),
+        _earlier_sum=total(gaps[1:]), _baskets=present(baskets), _basket_sum=total(baskets))
+    rows = rows.with_columns(
+        _gap_mean=nw.when(nw.col("_gaps") > 0).then(nw.col("_gap_sum") / nw.col("_gaps")),
+        _earlier_mean=nw.when(nw.col("_gaps") > 1)
+        .then(nw.col("_earlier_sum") / (nw.col("_gaps") - 1)),
+        _basket_mean=nw.when(nw.col("_baskets") > 1)
+        .then(nw.col("_basket_sum") / nw.col("_baskets")))
+    variance = (nw.col("_gap_squares") / nw.col("_gaps")
+                - nw.col("_gap_mean") * nw.col("_gap_mean"))
+    return rows.with_columns(
+        _gap_spread=nw.when(nw.col("_gaps") > 0).then(
+            nw.when(variance > 0.0).then(variance).otherwise(0.0).sqrt()))
+
+
+def _recent_rhythm() -> dict[str, nw.Expr]:
+    """The rhythm of the latest order days (``RECENT_ORDER_DAYS`` of them, so up to 4 gaps),
+    where RFM sees only averages; from ``_with_rhythm``'s columns. Each needs 2 gaps (3 order
+    days) or 2 baskets, else null:
+
+    - ``recent_gap_cv``: spread of the recent gaps over their mean: ~0 for a replenishment
+      buyer who comes back like clockwork, ~1 for a Poisson one;
+    - ``last_gap_ratio``: the latest completed gap over the earlier recent ones: > 1 is
+      stretching, as customers' gaps do before they leave;
+    - ``overdue_in_spreads``: days since the last order minus the mean recent gap, in units of
+      the gaps' spread (at least one day): how unusual today's silence is for this customer;
+    - ``basket_trend``: the latest order day's value over the mean of the recent ones.
+
+    Population moments of floats, so both engines agree.
+    """
+    enough = nw.col("_gaps") >= 2
+    mean, spread = nw.col("_gap_mean"), nw.col("_gap_spread")
+    earlier = nw.col("_earlier_mean")
+    return {
+        "recent_gap_cv": nw.when(enough & (mean > 0.0)).then(spread / mean),
+        "last_gap_ratio": nw.when(enough).then(
+            nw.col("_gap_1") / nw.when(earlier < 1.0).then(1.0).otherwise(earlier)),
+        "overdue_in_spreads": nw.when(enough).then(
+            (nw.col("_since_last") - mean)
+            / nw.when(spread < 1.0).then(1.0).otherwise(spread)),
+        "basket_trend": nw.when(nw.col("_basket_mean") > 0.0).then(
+            nw.col("_basket_1") / nw.col("_basket_mean")),
     }
 
 

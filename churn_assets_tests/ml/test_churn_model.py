@@ -39,7 +39,8 @@ PAYMENT_FEATURES = {"tenure_days", "days_since_last_order", "orders_total", "rev
                     "avg_order_value", "category_diversity", "orders_7d", "orders_30d",
                     "orders_90d", "revenue_90d", "failed_payments_90d", "refunds_90d",
                     "days_since_first_order", "mean_days_between_orders", "order_gap_ratio",
-                    "orders_per_tenure_month", "spend_trend",
+                    "orders_per_tenure_month", "spend_trend", "recent_gap_cv",
+                    "last_gap_ratio", "overdue_in_spreads", "basket_trend",
                     "probability_alive", "expected_orders_horizon"}  # (the last two derived)
 
 

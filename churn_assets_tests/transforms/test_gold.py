@@ -21,6 +21,7 @@ windows and lifetime totals still see months of events.
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -286,6 +287,12 @@ def test_feature_values_on_the_snapshot_day(silver_world):
         "order_gap_ratio": 2 / 23.25,          # 2 days into a usual gap of 23.25
         "orders_per_tenure_month": 5 * 30 / 110,
         "spend_trend": 130 * 110 / (230 * 90),  # the last 90 days against the usual 90 days
+        # Order days, latest first: 03-08, 03-05, 03-04 (o5, arrived late), 12-20, 12-05;
+        # gaps 3, 1, 74, 15 (mean 23.25, population variance 5711/4 - 23.25^2 = 887.1875).
+        "recent_gap_cv": math.sqrt(887.1875) / 23.25,
+        "last_gap_ratio": 3 / 30,              # the latest gap over the mean of 1, 74, 15
+        "overdue_in_spreads": (2 - 23.25) / math.sqrt(887.1875),
+        "basket_trend": 30 / 48,               # 03-08's 30 over the mean of 30, 20, 50, 40, 100
         "sessions_7d": 3, "sessions_30d": 4,   # 03-06 x2, 03-09 (+ 03-02); not the page_view
         "days_since_last_session": 1, "engagement_trend": None,
         "tickets_30d": 1,                      # t2, delivered twice, counts once
@@ -353,6 +360,33 @@ def test_incremental_chain_equals_rebuild_every_day(silver_world, chain):
         rebuilt = collect(features_as_of(snapshot_date=day, **silver_world))
         assert_frame_equal(incremental.sort("customer_id"), rebuilt.sort("customer_id"))
     assert sorted(chain[FIRST_ARRIVAL]["customer_id"]) == ["c1", "c2"]
+
+
+def test_recent_order_days_fold_like_a_rebuild():
+    """Seven order days: the state keeps the latest five, each day's value summed. A late
+    order for a kept day adds to it; one older than every kept day stays out, as in a rebuild,
+    on every day of the chain."""
+    day = date(2026, 3, 2)
+    payments = silver("payments", [
+        *(pay(f"p{d}", "c9", f"2026-03-{d:02d} 10:00", 10.0 * d) for d in range(2, 9)),
+        pay("late_kept", "c9", "2026-03-07 11:00", 5.0, arrived=date(2026, 3, 10)),
+        pay("late_old", "c9", "2026-03-01 11:00", 7.0, arrived=date(2026, 3, 11)),
+        pay("failed", "c9", "2026-03-09 10:00", 99.0, status="failed"),
+    ])
+    chained = run_chain({"payments": payments}, days_between(day, LAST_DAY))
+    for snapshot, incremental in chained.items():
+        rebuilt = collect(features_as_of(snapshot_date=snapshot, payments=payments))
+        assert_frame_equal(incremental, rebuilt)
+    state = collect(customer_state_as_of(collect(daily_activity(payments)), None, None,
+                                         LAST_DAY).profiles)
+    kept = row(state, "c9")
+    assert [kept[f"recent_order_date_{k}"].day for k in range(1, 6)] == [8, 7, 6, 5, 4]
+    assert [kept[f"recent_order_value_{k}"] for k in range(1, 6)] == [80.0, 75.0, 60.0, 50.0,
+                                                                      40.0]
+    last = row(chained[LAST_DAY], "c9")
+    assert last["recent_gap_cv"] == 0.0 and last["last_gap_ratio"] == 1.0  # daily, like clockwork
+    assert last["overdue_in_spreads"] == (LAST_DAY - date(2026, 3, 8)).days - 1.0
+    assert last["basket_trend"] == 80.0 / 61.0
 
 
 def test_state_tables_are_plain_columns(silver_world):
