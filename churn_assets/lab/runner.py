@@ -20,6 +20,7 @@ from pathlib import Path
 
 import dagster as dg
 
+import churn_assets
 from churn_assets.automation import DAILY_JOB
 from churn_assets.ingest.landing import DropError, list_drops, scan_drops, verify_drop
 from churn_assets.settings import Paths
@@ -77,10 +78,11 @@ def fingerprint(*parts: object) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-def code_version() -> str:
-    """A digest of the package's source: changed code recomputes everything."""
+def code_version(package: Path | None = None) -> str:
+    """A digest of the package's source (all of ``churn_assets``): changed code recomputes
+    everything."""
     digest = hashlib.sha256()
-    package = Path(__file__).resolve().parent
+    package = Path(churn_assets.__file__).resolve().parent if package is None else package
     for path in sorted(package.rglob("*.py")):
         digest.update(str(path.relative_to(package)).encode())
         digest.update(path.read_bytes())
