@@ -315,9 +315,17 @@ def build_landing_sensor(
         context: dg.SensorEvaluationContext, landing: LandingZone, store: TableStore
     ):
         cursor = json.loads(context.cursor) if context.cursor else {}
+        drops, broken = landing.scan()
         requests, new_cursor, invalid = plan_landing_runs(
-            landing.drops(), cursor, partitions_def, lambda drops: ingested_batches(store, drops)
+            drops, cursor, partitions_def, lambda drops: ingested_batches(store, drops)
         )
+        # A broken marker never becomes a drop: say so on every tick, or it waits unseen.
+        refused = (f"{len(broken)} drop folder(s) have a marker that breaks the contract and "
+                   "are not ingested until it is rewritten: "
+                   + " | ".join(str(error) for error in broken[:3])
+                   + (" …" if len(broken) > 3 else "")) if broken else None
+        if refused:
+            context.log.warning(refused)
         if invalid:
             context.log.warning(
                 f"{len(invalid)} drop day(s) are outside the daily partitions and wait: "
@@ -328,7 +336,8 @@ def build_landing_sensor(
         return dg.SensorResult(
             run_requests=requests,
             cursor=json.dumps(new_cursor, sort_keys=True),
-            skip_reason=None if requests else "no new or changed complete drops",
+            skip_reason=None if requests else "; ".join(
+                filter(None, ["no new or changed complete drops", refused])),
         )
 
     return landing_sensor

@@ -27,6 +27,11 @@ def paths(tmp_path) -> Paths:
 
 def tick(paths: Paths, instance, cursor: str | None):
     """Evaluate the real sensor once, as the daemon would, and return (requests, cursor)."""
+    data = evaluate(paths, instance, cursor)
+    return data.run_requests or [], data.cursor or cursor
+
+
+def evaluate(paths: Paths, instance, cursor: str | None):
     defs = build_definitions(paths)
     sensor = defs.resolve_sensor_def("landing_sensor")
     with dg.build_sensor_context(
@@ -38,8 +43,7 @@ def tick(paths: Paths, instance, cursor: str | None):
             "store": DeltaTableStore(root=str(paths.lake)),
         },
     ) as context:
-        data = sensor.evaluate_tick(context)
-    return data.run_requests or [], data.cursor or cursor
+        return sensor.evaluate_tick(context)
 
 
 def keys(requests) -> list[tuple[str, list[str]]]:
@@ -100,6 +104,22 @@ def test_partial_drop_waits_for_its_marker(paths, instance):
     assert (folder / MARKER).exists()
     requests, _ = tick(paths, instance, cursor)
     assert keys(requests) == [("2026-03-03", ["bronze/payments", "bronze/payments_quarantine"])]
+
+
+def test_a_broken_marker_is_reported_on_every_tick_not_skipped_quietly(paths, instance):
+    write_drop(paths.landing, "payments", DAY1, {"payments.csv": CSV})
+    write_drop(paths.landing, "payments", DAY2, {"payments.csv": CSV})
+    marker = drop_dir(paths.landing, "payments", DAY2) / MARKER
+    marker.write_text(json.dumps(json.loads(marker.read_text()) | {"day": DAY3.isoformat()}))
+
+    first = evaluate(paths, instance, None)
+    assert keys(first.run_requests) == [("2026-03-01",
+                                         ["bronze/payments", "bronze/payments_quarantine"])]
+    again = evaluate(paths, instance, first.cursor)
+    assert again.run_requests == []
+    reason = again.skip_message
+    assert "1 drop folder(s) have a marker that breaks the contract" in reason
+    assert str(drop_dir(paths.landing, "payments", DAY2)) in reason
 
 
 def test_cursor_survives_a_restart(paths, instance):

@@ -9,7 +9,14 @@ import dagster as dg
 from pydantic import Field
 
 from churn_assets.ingest.bronze import BronzeBatch, ingest_drops
-from churn_assets.ingest.landing import Drop, DropError, checked_drop, find_drop, list_drops
+from churn_assets.ingest.landing import (
+    Drop,
+    DropError,
+    checked_drop,
+    find_drop,
+    list_drops,
+    scan_drops,
+)
 
 
 class LandingZone(dg.ConfigurableResource):
@@ -31,6 +38,10 @@ class LandingZone(dg.ConfigurableResource):
 
     def drops(self, domain: str | None = None) -> list[Drop]:
         return list_drops(self.path, domain)
+
+    def scan(self, domain: str | None = None) -> tuple[list[Drop], list[DropError]]:
+        """Every complete drop, and every folder whose marker breaks the contract."""
+        return scan_drops(self.path, domain)
 
     def has_partial_drop(self, domain: str, day: date) -> bool:
         """A folder for the day exists but its marker does not: still being written."""
