@@ -14,7 +14,7 @@ import narwhals as nw
 
 from churn_assets import catalog
 from churn_assets.ingest.bronze import PARTITION_COLUMN
-from churn_assets.ingest.landing import Drop, drop_records
+from churn_assets.ingest.landing import Drop, DropError, drop_records
 from churn_assets.resources.landing import LandingZone
 from churn_assets.resources.store import DateWindow, TableStore
 from churn_assets.settings import Settings
@@ -319,11 +319,7 @@ def build_landing_sensor(
         requests, new_cursor, invalid = plan_landing_runs(
             drops, cursor, partitions_def, lambda drops: ingested_batches(store, drops)
         )
-        # A broken marker never becomes a drop: say so on every tick, or it waits unseen.
-        refused = (f"{len(broken)} drop folder(s) have a marker that breaks the contract and "
-                   "are not ingested until it is rewritten: "
-                   + " | ".join(str(error) for error in broken[:3])
-                   + (" …" if len(broken) > 3 else "")) if broken else None
+        refused = _refused_drops(broken)
         if refused:
             context.log.warning(refused)
         if invalid:
@@ -341,6 +337,16 @@ def build_landing_sensor(
         )
 
     return landing_sensor
+
+
+def _refused_drops(broken: list[DropError]) -> str | None:
+    """A broken marker never becomes a drop: the sensor says so on every tick, or the folder
+    would wait unseen (bronze and ``run`` refuse it too, naming the same problems)."""
+    if not broken:
+        return None
+    shown = " | ".join(str(error) for error in broken[:3]) + (" …" if len(broken) > 3 else "")
+    return (f"{len(broken)} drop folder(s) have a marker that breaks the contract and are not "
+            f"ingested until it is rewritten: {shown}")
 
 
 def ingested_batches(store: TableStore, drops: list[Drop]) -> BronzeHoldings:

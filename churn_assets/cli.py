@@ -615,7 +615,7 @@ def _report(args: argparse.Namespace) -> int:
     from urllib.parse import urlsplit
 
     from churn_assets.reports.inputs import latest_scored_day, write_brief
-    from churn_assets.reports.server import page_url, reports_server
+    from churn_assets.reports.server import DEFAULT_PORT, page_url, reports_server
     from churn_assets.resources import build_resources, environment
     from churn_assets.settings import Paths, load_settings
 
@@ -637,7 +637,8 @@ def _report(args: argparse.Namespace) -> int:
         if args.open and not webbrowser.open(path.as_uri()):
             print("no browser could be opened here; open the file above")
         return 0
-    port = args.port if args.port is not None else urlsplit(settings.reports.url).port or 8765
+    port = args.port if args.port is not None else (urlsplit(settings.reports.url).port
+                                                   or DEFAULT_PORT)
     server = reports_server(paths.reports, args.host, port)
     url = page_url(f"http://{args.host}:{server.server_address[1]}", paths.reports, path)
     print(f"serving {paths.reports} at {url} (Ctrl-C stops it)", flush=True)

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import subprocess
+import time
 from datetime import date
 from pathlib import Path
 
 import dagster as dg
+import httpx
 import pytest
 
 from churn_assets.definitions import build_definitions
@@ -19,6 +23,28 @@ os.environ.setdefault("CHURN_PII_KEY", "churn-assets-test-key")
 
 WORLD_START = date(2026, 1, 1)
 WORLD_DAYS = 12
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now (for a server a test starts)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until_served(url: str, process: subprocess.Popen, what: str,
+                      timeout: float = 150) -> None:
+    """Poll ``url`` until it answers 200, failing early if ``process`` (the server) exits."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert process.poll() is None, f"{what} exited"
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, f"{what} did not start"
+        time.sleep(0.5)
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ from churn_assets.definitions import build_definitions
 from churn_assets.lab.runner import run_once, run_range
 from churn_assets.settings import Paths, load_settings
 from churn_assets.simulator import SimConfig, simulate
+from churn_assets_tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 YESTERDAY = datetime.now(UTC).date() - timedelta(days=1)
@@ -59,12 +59,6 @@ telemetry:
   enabled: false
 """
 LOCATION = {"repositoryLocationName": "churn_assets", "repositoryName": "__repository__"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Ui:

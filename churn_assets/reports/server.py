@@ -14,7 +14,8 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote
 
-DEFAULT_URL = "http://127.0.0.1:8765"
+# The port of the default `[reports] url`, used when that URL names none.
+DEFAULT_PORT = 8765
 
 
 def page_url(base_url: str, reports_dir: Path, page: Path) -> str:
@@ -40,7 +41,7 @@ class _Handler(SimpleHTTPRequestHandler):
         sys.stderr.write(f"{self.address_string()} {format % args}\n")
 
 
-def reports_server(reports_dir: Path, host: str = "127.0.0.1", port: int = 8765
+def reports_server(reports_dir: Path, host: str = "127.0.0.1", port: int = DEFAULT_PORT
                    ) -> ThreadingHTTPServer:
     """A server of ``reports_dir`` bound to ``host:port`` (port 0: any free one); call
     ``serve_forever`` to answer and ``shutdown`` to stop."""

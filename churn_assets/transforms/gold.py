@@ -297,7 +297,7 @@ def features(state: CustomerState, recent_activity: Any, recent_tickets: Any,
     else:
         rows = rows.join(_ticket_window(tickets, snapshot_date), on="customer_id", how="left")
     rows = utc_date(utc_date(rows, "signup_at", "_signup_date"), "cancelled_at", "_cancel_date")
-    rows = _with_rhythm(rows, snapshot_date)
+    rows = _with_rhythm(rows)
 
     counts = {name: nw.col(name).fill_null(0) for name in _WINDOWED}
     tenure = days_since(nw.coalesce("_signup_date", "first_seen_date"), snapshot_date)
@@ -364,11 +364,11 @@ def _sparse_history(tenure: nw.Expr, snapshot_date: date) -> dict[str, nw.Expr]:
         "spend_trend": nw.when(revenue > 0.0).then(
             nw.col("revenue_90d").fill_null(0.0).cast(nw.Float64)
             * nw.when(days < 90.0).then(90.0).otherwise(days) / (revenue * 90.0)),
-        **_recent_rhythm(),
+        **_recent_rhythm(since_last),
     }
 
 
-def _with_rhythm(rows: nw.LazyFrame, snapshot_date: date) -> nw.LazyFrame:
+def _with_rhythm(rows: nw.LazyFrame) -> nw.LazyFrame:
     """``rows`` (the state) with the helper columns of ``_recent_rhythm``, in stages: an
     expression that repeats its parts inline grows exponentially with the nesting, and Spark's
     analyzer runs out of heap on it."""
@@ -377,8 +377,7 @@ def _with_rhythm(rows: nw.LazyFrame, snapshot_date: date) -> nw.LazyFrame:
         *((newer - older).alias(f"_gap_{k}")
           for k, (newer, older) in enumerate(zip(dates, dates[1:], strict=False), 1)),
         *(nw.col(v).cast(nw.Float64).alias(f"_basket_{k}")
-          for k, v in enumerate(_RECENT_VALUES, 1)),
-        _since_last=days_since("last_order_date", snapshot_date).cast(nw.Float64))
+          for k, v in enumerate(_RECENT_VALUES, 1)))
     gaps = [nw.col(f"_gap_{k}") for k in range(1, RECENT_ORDER_DAYS)]
     baskets = [nw.col(f"_basket_{k}") for k in range(1, RECENT_ORDER_DAYS + 1)]
 
@@ -404,7 +403,7 @@ def _with_rhythm(rows: nw.LazyFrame, snapshot_date: date) -> nw.LazyFrame:
             nw.when(variance > 0.0).then(variance).otherwise(0.0).sqrt()))
 
 
-def _recent_rhythm() -> dict[str, nw.Expr]:
+def _recent_rhythm(since_last: nw.Expr) -> dict[str, nw.Expr]:
     """The rhythm of the latest order days (``RECENT_ORDER_DAYS`` of them, so up to 4 gaps),
     where RFM sees only averages; from ``_with_rhythm``'s columns. Each needs 2 gaps (3 order
     days) or 2 baskets, else null:
@@ -427,7 +426,7 @@ def _recent_rhythm() -> dict[str, nw.Expr]:
         "last_gap_ratio": nw.when(enough).then(
             nw.col("_gap_1") / nw.when(earlier < 1.0).then(1.0).otherwise(earlier)),
         "overdue_in_spreads": nw.when(enough).then(
-            (nw.col("_since_last") - mean)
+            (since_last - mean)
             / nw.when(spread < 1.0).then(1.0).otherwise(spread)),
         "basket_trend": nw.when(nw.col("_basket_mean") > 0.0).then(
             nw.col("_basket_1") / nw.col("_basket_mean")),

@@ -7,16 +7,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from datetime import date, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 
+import httpx
 import polars as pl
 import pytest
 
@@ -30,6 +27,7 @@ from churn_assets.reports.page import render
 from churn_assets.reports.server import page_url
 from churn_assets.resources import build_resources
 from churn_assets.settings import load_settings
+from churn_assets_tests.conftest import free_port, wait_until_served
 from churn_assets_tests.scored_world import LAST, SCORED_FROM
 
 
@@ -221,20 +219,6 @@ def test_a_real_browser_draws_every_chart_without_errors(scored_world):
         "revenue_at_risk"][1]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _get(url: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
-
-
 def test_report_serve_answers_the_link_the_ui_shows(scored_world, tmp_path):
     """`churn-assets report --serve` as a user starts it: its own process, the metadata's link
     (with [reports] url pointed at its port) returns the page, nothing else is listed or
@@ -242,7 +226,7 @@ def test_report_serve_answers_the_link_the_ui_shows(scored_world, tmp_path):
     from churn_assets_tests.scored_world import copy_world
 
     paths = copy_world(scored_world[0], tmp_path / "home")
-    port = _free_port()
+    port = free_port()
     with (paths.home / "settings.toml").open("a") as settings:
         settings.write(f'\n[reports]\nurl = "http://127.0.0.1:{port}"\n')
     env = {**os.environ, "CHURN_HOME": str(paths.home)}
@@ -252,20 +236,15 @@ def test_report_serve_answers_the_link_the_ui_shows(scored_world, tmp_path):
         url = f"http://127.0.0.1:{port}/brief/{LAST.isoformat()}.html"
         assert url == page_url(load_settings(paths).reports.url, paths.reports,
                                brief_path(paths.reports, LAST))
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                status, body = _get(url)
-                break
-            except OSError:
-                assert server.poll() is None, server.communicate()
-                assert time.monotonic() < deadline, "the reports server did not answer"
-                time.sleep(0.5)
-        assert status == 200 and body == brief_path(paths.reports, LAST).read_bytes()
-        assert _get(f"http://127.0.0.1:{port}/")[0] == 404  # no listing
-        assert _get(f"http://127.0.0.1:{port}/brief/")[0] == 404
-        assert _get(f"http://127.0.0.1:{port}/../settings.toml")[0] == 404
-        assert _get(f"http://127.0.0.1:{port}/%2e%2e/settings.toml")[0] == 404
+        wait_until_served(url, server, "the reports server")
+        assert httpx.get(url).content == brief_path(paths.reports, LAST).read_bytes()
+        base = f"http://127.0.0.1:{port}"
+        assert httpx.get(f"{base}/").status_code == 404  # no listing
+        assert httpx.get(f"{base}/brief/").status_code == 404
+        # Raw paths: httpx would normalize the dot segments away before sending them.
+        for escape in ("/../settings.toml", "/%2e%2e/settings.toml"):
+            sent = httpx.Request("GET", base, extensions={"target": escape.encode()})
+            assert httpx.Client().send(sent).status_code == 404
         if find_chromium() is not None or os.environ.get("CI"):
             with Chromium() as browser:
                 report = browser.load(url)

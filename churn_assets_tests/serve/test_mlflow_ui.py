@@ -5,20 +5,13 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 
 import httpx
 
 from churn_assets.resources.mlflow import DEFAULT_UI_URL
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from churn_assets_tests.conftest import free_port, wait_until_served
 
 
 def test_model_metadata_links_to_the_mlflow_ui(scored_world):
@@ -41,16 +34,7 @@ def test_churn_assets_mlflow_serves_the_project_store(scored_world):
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 150
-        while True:
-            assert server.poll() is None, "the MLflow UI exited"
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the MLflow UI did not start"
-            time.sleep(0.5)
+        wait_until_served(f"{base}/health", server, "the MLflow UI")
         model = httpx.get(f"{base}/api/2.0/mlflow/registered-models/get",
                           params={"name": "churn_model"}).json()["registered_model"]
         assert {a["alias"] for a in model["aliases"]} >= {"champion"}
