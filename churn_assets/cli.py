@@ -570,12 +570,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     settings = load_settings(paths)
     model = settings.model
     simulated = (paths.truth / "customers.parquet").exists()
-    config = ChurnTrainingConfig(validation_days=model.validation_days,
-                                 calibration=model.calibration,
-                                 horizon_days=settings.labels.horizon_days,
-                                 snapshot_every_days=model.snapshot_every_days,
-                                 weight_customers=model.weight_customers,
-                                 min_gain_over_baseline=model.min_gain_over_baseline)
+    config = ChurnTrainingConfig.from_settings(model, settings.labels.horizon_days)
     store = build_resources(environment(), paths, settings)["store"]
     report = pipeline_report(paths, store, settings.labels.horizon_days, model.training_days,
                              config)

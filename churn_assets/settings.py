@@ -223,6 +223,12 @@ class ModelSettings(_Section):
         "RFM-T baseline's by more than this; otherwise the baseline is registered and scores.")
     calibration: Literal["isotonic", "platt"] = Field(
         "isotonic", description="How raw scores become probabilities (on held-out customers).")
+    calibration_days: int = Field(
+        14, ge=0,
+        description="Fit the probabilities on the held-out customers of the latest this many "
+        "trainable snapshot days, every day of them: the closed outcomes nearest today, so a "
+        "churn rate that drifts with the season or the customers' age is the current one "
+        "(0: the whole training window).")
     auc_floor: float = Field(
         0.80, ge=0, le=1, description="A challenger's validation ROC-AUC must reach this.")
     max_auc_drop: float = Field(

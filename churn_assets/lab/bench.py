@@ -368,9 +368,7 @@ def _phase_training(home: Path, data: Path) -> dict:
     features = pl.read_parquet(data / "features.parquet")
     labels = pl.read_parquet(data / "labels.parquet")
     loaded_mb = _rss_mb()
-    config = ChurnTrainingConfig(validation_days=settings.model.validation_days,
-                                 calibration=settings.model.calibration,
-                                 horizon_days=settings.labels.horizon_days)
+    config = ChurnTrainingConfig.from_settings(settings.model, settings.labels.horizon_days)
     began = time.perf_counter()
     result = train_churn_model(features, labels, config)
     seconds = time.perf_counter() - began

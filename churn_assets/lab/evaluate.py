@@ -353,6 +353,9 @@ def world_report(home: Path, config: SimConfig, *, sparse: bool, horizon_days: i
     first = labelled_last - timedelta(days=training_days - 1)
     steps = (trainable - first).days // snapshot_every_days
     training = [trainable - timedelta(days=i * snapshot_every_days) for i in range(steps + 1)]
+    # Calibration reads every day of its latest window, whatever the snapshot spacing.
+    training += [trainable - timedelta(days=i)
+                 for i in range(ChurnTrainingConfig().calibration_days or 0)]
     cltv_days = [labelled_last, labelled_last - timedelta(days=horizon_days)]
     days = sorted({d for d in (*validation, *training, *cltv_days) if d >= config.start})
     domains = ("customers", "payments") if sparse else DOMAINS
@@ -362,7 +365,8 @@ def world_report(home: Path, config: SimConfig, *, sparse: bool, horizon_days: i
     world = SimulatedWorld(paths, config, silver, only_at_risk(model_rows, horizon_days),
                            labels, horizon_days)
     churn = oracle_report(world, ChurnTrainingConfig(
-        horizon_days=horizon_days, validation_days=validation_days))
+        horizon_days=horizon_days, validation_days=validation_days,
+        snapshot_every_days=snapshot_every_days))
     at = {d: f for (d,), f in features.filter(pl.col("snapshot_date").is_in(cltv_days))
           .partition_by("snapshot_date", as_dict=True).items()}
     cltv = compare_cltv(at, silver["payments"], labelled_last, horizon_days, config.start)

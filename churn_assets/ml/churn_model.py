@@ -44,6 +44,7 @@ from churn_assets.ml import metrics as m
 from churn_assets.ml.contributions import tree_contributions
 from churn_assets.ml.dataset import LABEL, FeatureSpec, TimeSplit, time_split, training_frame
 from churn_assets.ml.purchase_process import PurchaseProcess
+from churn_assets.settings import ModelSettings
 
 DEFAULT_LGBM_PARAMS: dict[str, Any] = {
     "objective": "binary", "learning_rate": 0.05, "num_leaves": 15, "min_data_in_leaf": 100,
@@ -65,6 +66,9 @@ class ChurnTrainingConfig:
     validation_days: int = 14
     calibration_share: float = 0.2
     calibration: Literal["isotonic", "platt"] = "isotonic"
+    # Fit the probability map on the held-out customers of the latest this many trainable
+    # snapshot days (every day, whatever ``snapshot_every_days``); None: the whole window.
+    calibration_days: int | None = 14
     horizon_days: int | None = None
     num_boost_round: int = 2000
     early_stopping_rounds: int = 50
@@ -81,6 +85,15 @@ class ChurnTrainingConfig:
     # Add the MBG/NBD probability alive and expected orders as model inputs.
     purchase_process: bool = True
 
+    @classmethod
+    def from_settings(cls, model: ModelSettings, horizon_days: int) -> ChurnTrainingConfig:
+        """The ``[model]`` section's training choices for labels of ``horizon_days``."""
+        return cls(validation_days=model.validation_days, calibration=model.calibration,
+                   calibration_days=model.calibration_days or None, horizon_days=horizon_days,
+                   snapshot_every_days=model.snapshot_every_days,
+                   weight_customers=model.weight_customers,
+                   min_gain_over_baseline=model.min_gain_over_baseline)
+
     def __post_init__(self) -> None:
         if self.snapshot_every_days < 1:
             raise ValueError(f"snapshot_every_days must be at least 1, got {self.snapshot_every_days}")
@@ -89,6 +102,7 @@ class ChurnTrainingConfig:
         """Flat, loggable parameters."""
         return {"validation_days": self.validation_days,
                 "calibration_share": self.calibration_share, "calibration": self.calibration,
+                "calibration_days": self.calibration_days,
                 "num_boost_round": self.num_boost_round,
                 "early_stopping_rounds": self.early_stopping_rounds, "seed": self.seed,
                 "snapshot_every_days": self.snapshot_every_days,
@@ -278,10 +292,11 @@ def train_churn_model(features: pl.DataFrame | pl.LazyFrame, labels: pl.DataFram
     config = config or ChurnTrainingConfig()
     frame = training_frame(features, labels)
     split = time_split(frame, config.horizon_days, config.validation_days,
-                       config.calibration_share, config.seed)
+                       config.calibration_share, config.seed, config.calibration_days)
     split = _every_nth_day(frame, split, config.snapshot_every_days)
     train, calib, valid = (frame[split.train], frame[split.calibration],
                            frame[split.validation])
+    fit_on = frame[split.calibration_fit_rows]
     process = (PurchaseProcess.fit(train, split.horizon_days) if config.purchase_process
                else None)
     spec = FeatureSpec.fit(train, process)
@@ -292,17 +307,17 @@ def train_churn_model(features: pl.DataFrame | pl.LazyFrame, labels: pl.DataFram
 
     booster, best_iteration = _train_booster(spec, x_train, y_train, x_calib, y_calib, config,
                                              weight)
-    raw_calib = booster.predict(x_calib)
-    model = ChurnModel(spec, booster, Calibrator(config.calibration).fit(raw_calib, y_calib),
-                       pl.DataFrame(), split.horizon_days)
+    y_fit = fit_on[LABEL].to_numpy().astype(np.int64)
+    model = ChurnModel(spec, booster, Calibrator(config.calibration).fit(
+        booster.predict(spec.matrix(fit_on)), y_fit), pl.DataFrame(), split.horizon_days)
     model.importance = global_importance(spec, model.contributions(valid))
 
     baseline_spec = FeatureSpec.fit(train, only=BASELINE_FEATURES)
     pipeline = _baseline_pipeline(baseline_spec).fit(
         baseline_spec.matrix(train), y_train, logistic__sample_weight=weight)
-    baseline_raw_calib = pipeline.predict_proba(baseline_spec.matrix(calib))[:, 1]
+    baseline_raw_calib = pipeline.predict_proba(baseline_spec.matrix(fit_on))[:, 1]
     baseline = BaselineModel(baseline_spec, pipeline,
-                             Calibrator(config.calibration).fit(baseline_raw_calib, y_calib),
+                             Calibrator(config.calibration).fit(baseline_raw_calib, y_fit),
                              split.horizon_days)
     baseline.importance = global_importance(baseline_spec, baseline.contributions(valid))
 
@@ -377,9 +392,9 @@ def _every_nth_day(frame: pl.DataFrame, split: TimeSplit, every: int) -> TimeSpl
     if every == 1:
         return split
     days = frame["snapshot_date"]
-    trainable = np.concatenate([split.train, split.calibration])
-    kept = days.gather(trainable).unique().sort(descending=True).gather_every(every)
-    keep = days.is_in(kept.implode()).to_numpy()
+    newest = days.gather(np.concatenate([split.train, split.calibration])).max()
+    # By the calendar, not by position: a frame that holds only some days keeps the same ones.
+    keep = ((newest - days).dt.total_days() % every == 0).to_numpy()
     return replace(split, train=split.train[keep[split.train]],
                    calibration=split.calibration[keep[split.calibration]])
 

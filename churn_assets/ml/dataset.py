@@ -90,6 +90,13 @@ class TimeSplit:
     train_end: date
     validation_start: date
     validation_end: date
+    # The calibration rows the probability map is fitted on: those of the latest
+    # ``calibration_days`` trainable snapshot days (all of ``calibration`` when not limited).
+    calibration_fit: np.ndarray | None = None
+
+    @property
+    def calibration_fit_rows(self) -> np.ndarray:
+        return self.calibration if self.calibration_fit is None else self.calibration_fit
 
     def describe(self) -> dict[str, str | int]:
         """The data window, as MLflow params."""
@@ -100,13 +107,20 @@ class TimeSplit:
             "validation_start": self.validation_start.isoformat(),
             "validation_end": self.validation_end.isoformat(),
             "train_rows": int(self.train.size), "calibration_rows": int(self.calibration.size),
+            "calibration_fit_rows": int(self.calibration_fit_rows.size),
             "validation_rows": int(self.validation.size),
         }
 
 
 def time_split(frame: pl.DataFrame, horizon_days: int | None = None, validation_days: int = 14,
-               calibration_share: float = 0.2, seed: int = 0) -> TimeSplit:
+               calibration_share: float = 0.2, seed: int = 0,
+               calibration_days: int | None = None) -> TimeSplit:
     """Train / calibration / validation rows of a ``training_frame``.
+
+    ``calibration_days`` limits the rows the probability map is fitted on
+    (``calibration_fit``) to the held-out customers of the latest that many trainable snapshot
+    days: the closed outcomes nearest the validation period. A churn rate that drifts with the
+    season or the age of the customer base moves the calibration a year-long window averages.
 
     ``horizon_days`` is checked against the labels' own ``label_window_end`` (``None``: read
     from them). Raises a ``ValueError`` saying what to change when the labelled days cannot
@@ -151,8 +165,20 @@ def time_split(frame: pl.DataFrame, horizon_days: int | None = None, validation_
                 f"the {name} rows ({rows.size}) need both churned and retained customers; "
                 f"use more customers or days, or change validation_days/calibration_share")
     trained_days = days.gather(np.flatnonzero(may_train))
+    calibration_fit = None
+    if calibration_days is not None:
+        if calibration_days < 1:
+            raise ValueError(f"calibration_days must be at least 1, got {calibration_days}")
+        recent = days.gather(calibration) > trained_days.max() - timedelta(days=calibration_days)
+        calibration_fit = calibration[recent.to_numpy()]
+        fit_labels = labels[calibration_fit]
+        if fit_labels.size == 0 or fit_labels.min() == fit_labels.max():
+            raise ValueError(
+                f"the calibration rows of the latest {calibration_days} trainable days "
+                f"({calibration_fit.size}) need both churned and retained customers; raise "
+                f"calibration_days or calibration_share")
     return TimeSplit(train, calibration, validation, horizon, trained_days.min(),
-                     trained_days.max(), validation_start, last)
+                     trained_days.max(), validation_start, last, calibration_fit)
 
 
 def _customer_share(customers: np.ndarray, share: float, seed: int) -> np.ndarray:

@@ -166,6 +166,39 @@ def test_calibration_lowers_ece_on_held_out_data(world):
         assert calibrated["brier"] < raw["brier"], method
 
 
+def test_calibration_fits_on_the_held_out_customers_of_the_latest_trainable_days(frame):
+    whole, recent = time_split(frame), time_split(frame, calibration_days=10)
+    np.testing.assert_array_equal(recent.calibration, whole.calibration)
+    assert whole.calibration_fit_rows is whole.calibration
+    days = frame["snapshot_date"]
+    in_window = (days.gather(whole.calibration)
+                 > whole.train_end - timedelta(days=10)).to_numpy()
+    np.testing.assert_array_equal(recent.calibration_fit, whole.calibration[in_window])
+    assert 0 < recent.calibration_fit.size < whole.calibration.size
+    assert days.gather(recent.calibration_fit).max() == whole.train_end
+    with pytest.raises(ValueError, match="calibration_days must be at least 1"):
+        time_split(frame, calibration_days=0)
+
+
+def test_recent_calibration_follows_a_churn_rate_that_drifts(world):
+    """The same business, but extra churn climbs from none on the first snapshot day to half
+    of the customers on the last: a map fitted on the whole window under-predicts validation;
+    fitted on its latest days it is closer. The booster is the same either way."""
+    days = world.labels["snapshot_date"]
+    climb = ((days - days.min()).dt.total_days() / (days.max() - days.min()).days).to_numpy()
+    extra = np.random.default_rng(0).random(world.labels.height) < 0.5 * climb
+    labels = world.labels.with_columns(churned=pl.col("churned") | pl.Series(extra))
+    gaps, boosters = {}, set()
+    for calibration_days in (None, 10):
+        result = train_churn_model(world.features, labels,
+                                   ChurnTrainingConfig(calibration_days=calibration_days))
+        churned = result.validation["churned"].to_numpy()
+        gaps[calibration_days] = churned.mean() - result.validation_probability.mean()
+        boosters.add(result.model.booster.model_to_string())
+    assert len(boosters) == 1
+    assert 0 < gaps[10] < gaps[None] - 0.02
+
+
 def test_calibration_keeps_the_ranking(trained):
     raw = trained.metrics["model_uncalibrated"]["roc_auc"]
     assert trained.metrics["model"]["roc_auc"] == pytest.approx(raw, abs=1e-3)
@@ -281,7 +314,9 @@ def test_every_nth_snapshot_day_and_customer_weights(world, trained):
     frame = training_frame(world.features, world.labels)
     every = frame[trained.split.train]["snapshot_date"].unique().sort(descending=True)
     kept = frame[result.split.train]["snapshot_date"].unique().sort(descending=True)
-    assert kept.to_list() == every.gather_every(4).to_list()
+    # Every 4th calendar day back from the newest (this world has a snapshot every 2nd day).
+    assert kept.to_list() == [d for d in every.to_list() if (every[0] - d).days % 4 == 0]
+    assert 1 < kept.len() < every.len()
     assert 0 < result.split.train.size < trained.split.train.size
     # Validation keeps every day.
     np.testing.assert_array_equal(result.split.validation, trained.split.validation)
