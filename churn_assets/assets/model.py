@@ -15,8 +15,8 @@ import polars as pl
 from churn_assets import catalog
 from churn_assets.assets.common import markdown_preview
 from churn_assets.ml.churn_model import ChurnTrainingConfig, train_churn_model
-from churn_assets.ml.cltv import fit_cltv
-from churn_assets.ml.cltv_compare import compare_cltv
+from churn_assets.ml.cltv import actual_revenue, fit_cltv
+from churn_assets.ml.cltv_compare import BOOSTED_COLUMNS, KeptCltv, compare_cltv, fit_boosted_cltv
 from churn_assets.ml.dataset import only_at_risk
 from churn_assets.ml.forecast import (
     ALL,
@@ -98,11 +98,7 @@ def build_churn_model_asset(settings: Settings) -> dg.AssetsDefinition:
         # Filtered in the engine: only the modelled population reaches the driver.
         features = to_polars(only_at_risk(store.read(FEATURES, window, SNAPSHOT), horizon))
         labels = to_polars(store.read(LABELS, window, SNAPSHOT))
-        config = ChurnTrainingConfig(validation_days=model.validation_days,
-                                     calibration=model.calibration, horizon_days=horizon,
-                                     snapshot_every_days=model.snapshot_every_days,
-                                     weight_customers=model.weight_customers,
-                                     min_gain_over_baseline=model.min_gain_over_baseline)
+        config = ChurnTrainingConfig.from_settings(model, horizon)
         context.log.info(f"training on labelled snapshots {window}")
         try:
             result = train_churn_model(features, labels, config)
@@ -179,6 +175,7 @@ def build_cltv_model_asset(settings: Settings) -> dg.AssetsDefinition:
         report: dict[str, float] = {}
         cutoff = labelled_window(store, 1).start if store.exists(LABELS) else None
         comparison: dict = {}
+        refit = None
         if cutoff is not None:
             earlier = cutoff - timedelta(days=horizon)
             at = {day: to_polars(store.read(FEATURES, DateWindow.day(day), SNAPSHOT))
@@ -188,25 +185,33 @@ def build_cltv_model_asset(settings: Settings) -> dg.AssetsDefinition:
                     "customer_id", "transaction_type", "status", "amount", "event_date"]))
             comparison = compare_cltv({d: f for d, f in at.items() if f.height}, payments,
                                       cutoff, horizon, history_start)
+            if comparison["chosen"] == "lightgbm_tweedie":
+                # What won on the holdout, refitted on the latest window that has closed.
+                refit = fit_boosted_cltv(at[cutoff], actual_revenue(
+                    payments, cutoff, cutoff + timedelta(days=horizon)), horizon)
             report = {f"eval_{k}": round(float(v), 4) for k, v in
                       comparison["models"]["bgnbd_gamma_gamma"].items()
                       if isinstance(v, float | int) and not isinstance(v, bool)}
             boosted = comparison["models"].get("lightgbm_tweedie", {})
             report.update({f"boosted_eval_{k}": round(float(v), 4) for k, v in boosted.items()
                            if isinstance(v, float | int) and not isinstance(v, bool)})
-        row = pl.DataFrame([{**{k: getattr(fitted, k) for k in
-                                ("r", "alpha", "a", "b", "p", "q", "gamma", "net_share")},
-                             "history_start": fitted.history_start, "fitted_on": last}])
+        params = {**{k: getattr(fitted, k) for k in
+                     ("r", "alpha", "a", "b", "p", "q", "gamma", "net_share")},
+                  "history_start": fitted.history_start, "fitted_on": last}
+        kept = KeptCltv(fitted, refit)
+        row = pl.DataFrame([{**params, "kept": kept.kind,
+                             **(refit.to_row() if refit else {})}],
+                           schema_overrides=BOOSTED_COLUMNS)
         store.overwrite(CLTV_TABLE, row)
-        run_id = mlflow.log_cltv(row.to_dicts()[0], report)
+        run_id = mlflow.log_cltv({**params, "kept": kept.kind}, report)
         return dg.MaterializeResult(metadata={
             "fitted_on": str(last), "mlflow_run_id": run_id,
             "mlflow_run": dg.MetadataValue.url(mlflow.run_url(run_id)),
-            **{k: round(float(v), 6) for k, v in row.drop("history_start", "fitted_on")
-               .to_dicts()[0].items()},
+            **{k: round(float(v), 6) for k, v in params.items()
+               if k not in ("history_start", "fitted_on")},
             **report,
             "eval_window": f"({cutoff}, {cutoff + timedelta(days=horizon)}]" if cutoff else "none",
-            "cltv_kept": comparison.get("chosen", "bgnbd_gamma_gamma"),
+            "cltv_kept": kept.kind,
             "cltv_kept_reason": comparison.get("reason", "no holdout window yet"),
         })
 

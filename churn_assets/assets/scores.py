@@ -18,7 +18,7 @@ import polars as pl
 from churn_assets import catalog
 from churn_assets.assets.common import markdown_preview
 from churn_assets.decisions.drift import population_stability
-from churn_assets.ml.cltv import CltvModel
+from churn_assets.ml.cltv_compare import KeptCltv
 from churn_assets.ml.dataset import only_at_risk
 from churn_assets.ml.gate import GatePolicy, NoChampionError
 from churn_assets.ml.registry import score_with
@@ -40,7 +40,7 @@ SCORE_COLUMNS = {
 }
 
 
-def score_day(features: pl.DataFrame, model, version: str, cltv: CltvModel, settings: Settings
+def score_day(features: pl.DataFrame, model, version: str, cltv: KeptCltv, settings: Settings
               ) -> pl.DataFrame:
     """``SCORE_COLUMNS`` for one day's at-risk features."""
     if features.is_empty():
@@ -74,7 +74,7 @@ class DailyScorer:
 
     model: Any
     version: str
-    cltv: CltvModel
+    cltv: KeptCltv
     settings: Settings
 
     def __call__(self, features: pl.DataFrame) -> pl.DataFrame:
@@ -84,11 +84,11 @@ class DailyScorer:
             score_day(day, self.model, self.version, self.cltv, self.settings) for day in days])
 
 
-def load_cltv(store: TableStore) -> CltvModel:
+def load_cltv(store: TableStore) -> KeptCltv:
     if not store.exists(CLTV_TABLE):
         raise dg.Failure("no CLTV model yet: materialize ml/cltv_model (the training job) first")
     row = to_polars(store.read(CLTV_TABLE)).row(0, named=True)
-    return CltvModel(**{k: v for k, v in row.items() if k != "fitted_on"})
+    return KeptCltv.from_row(row)
 
 
 def build_scores_asset(partitions_def, settings: Settings) -> dg.AssetsDefinition:

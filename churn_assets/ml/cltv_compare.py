@@ -11,14 +11,19 @@ Tweedie objective suits revenue: most customers spend nothing in a window, a few
 
 The better model is the one with the lower mean absolute error per customer on the holdout; the
 totals (within ±15 %?), Spearman rank correlation and the top decile's share of actual revenue
-are reported for both. The boosted model only knows the horizon it was trained on; the
-probabilistic one extrapolates to any (scoring's 365 days), which is why scoring keeps it unless
-the boosted one wins here.
+are reported for both. That one is what scoring uses (``KeptCltv``). The boosted model only
+knows the horizon it was trained on, while scoring asks for another (365 days by default): it
+sets each customer's level over its own window, and the probabilistic model's curve carries
+that level to the scoring horizon (the boosted revenue times the MBG/NBD ratio of the two
+horizons). A season or a fading phase moves both of MBG/NBD's predictions alike, so the ratio
+keeps what the curve gets right (how revenue spreads over time) and drops what it gets wrong
+(its level).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass, fields
 from datetime import date, timedelta
 from typing import Any
 
@@ -26,7 +31,7 @@ import lightgbm as lgb
 import numpy as np
 import polars as pl
 
-from churn_assets.ml.cltv import actual_revenue, evaluate_cltv, fit_cltv
+from churn_assets.ml.cltv import CltvModel, actual_revenue, evaluate_cltv, fit_cltv
 from churn_assets.ml.dataset import CATEGORICAL, FEATURES
 from churn_assets.ml.purchase_process import DERIVED, PurchaseProcess
 
@@ -51,6 +56,67 @@ class BoostedCltv:
     def predict(self, features: pl.DataFrame) -> pl.DataFrame:
         return pl.DataFrame({"customer_id": features["customer_id"],
                              "cltv": self.booster.predict(_matrix(self, features))})
+
+    def to_row(self) -> dict[str, Any]:
+        """The model as table columns (``BOOSTED_COLUMNS``), so it travels like the
+        probabilistic model's parameters."""
+        return {"boosted_model": self.booster.model_to_string(),
+                "boosted_columns": json.dumps(list(self.columns)),
+                "boosted_process": json.dumps(asdict(self.process)) if self.process else None,
+                "boosted_horizon_days": self.horizon_days}
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> BoostedCltv | None:
+        """The model ``to_row`` wrote, or ``None`` when the row holds none."""
+        if not row.get("boosted_model"):
+            return None
+        process = row.get("boosted_process")
+        return cls(lgb.Booster(model_str=row["boosted_model"]),
+                   tuple(json.loads(row["boosted_columns"])),
+                   PurchaseProcess(**json.loads(process)) if process else None,
+                   int(row["boosted_horizon_days"]))
+
+
+BOOSTED_COLUMNS = {"boosted_model": pl.String, "boosted_columns": pl.String,
+                   "boosted_process": pl.String, "boosted_horizon_days": pl.Int64}
+
+
+@dataclass(frozen=True)
+class KeptCltv:
+    """The CLTV that scores: the probabilistic model alone, or, when the boosted one won on the
+    holdout, the boosted level carried to any horizon by the probabilistic curve."""
+
+    probabilistic: CltvModel
+    boosted: BoostedCltv | None = None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> KeptCltv:
+        """The model the ``ml/cltv_model`` table's row holds (one written before the boosted
+        model could be kept is the probabilistic one)."""
+        names = {f.name for f in fields(CltvModel)}
+        return cls(CltvModel(**{k: v for k, v in row.items() if k in names}),
+                   BoostedCltv.from_row(row))
+
+    @property
+    def kind(self) -> str:
+        return "bgnbd_gamma_gamma" if self.boosted is None else "lightgbm_tweedie"
+
+    def predict(self, features: pl.DataFrame, horizon_days: float) -> pl.DataFrame:
+        """The probabilistic model's columns (``CltvModel.predict``), ``cltv`` from the kept
+        model: ``boosted x curve(horizon) / curve(boosted horizon)``, 0 where the curve is 0
+        (a cancelled customer)."""
+        curve = self.probabilistic.predict(features, horizon_days)
+        if self.boosted is None:
+            return curve
+        window = self.probabilistic.predict(features, self.boosted.horizon_days).select(
+            "customer_id", window="cltv")
+        level = self.boosted.predict(features).select(
+            "customer_id", level=pl.col("cltv").clip(lower_bound=0.0))
+        joined = curve.join(window, on="customer_id", how="left").join(
+            level, on="customer_id", how="left")
+        return joined.with_columns(cltv=pl.when(pl.col("window") > 0.0).then(
+            pl.col("level") * pl.col("cltv") / pl.col("window")).otherwise(0.0)
+        ).drop("window", "level")
 
 
 def fit_boosted_cltv(features: pl.DataFrame, revenue: pl.DataFrame,

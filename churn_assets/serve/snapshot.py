@@ -29,7 +29,7 @@ from churn_assets.assets.decisions import (
 from churn_assets.assets.scores import load_cltv
 from churn_assets.decisions.feed import crm_feed, decide
 from churn_assets.decisions.policy import choose_actions
-from churn_assets.ml.cltv import CltvModel
+from churn_assets.ml.cltv_compare import KeptCltv
 from churn_assets.ml.dataset import at_risk
 from churn_assets.ml.gate import GatePolicy
 from churn_assets.ml.registry import score_with
@@ -52,7 +52,7 @@ class Scorer:
 
     model: Any  # the champion pyfunc
     version: str
-    cltv: CltvModel
+    cltv: KeptCltv
     settings: Settings
 
     def score(self, features: pl.DataFrame) -> pl.DataFrame:

@@ -25,6 +25,7 @@ from churn_assets.automation import (
 from churn_assets.definitions import build_definitions
 from churn_assets.ingest.landing import find_drop, write_drop
 from churn_assets.lab.runner import RANGE_END_TAG, RANGE_START_TAG
+from churn_assets.ml.cltv_compare import KeptCltv
 from churn_assets.ml.registry import MlflowLocation
 from churn_assets.settings import Paths
 from churn_assets_tests.conftest import materialize_range
@@ -107,6 +108,10 @@ def test_training_registers_a_champion_and_reports_the_gate(world, instance):
     assert CLTV_MODEL_KEY in materialized
     cltv = pl.read_delta(str(world.lake / "ml" / "cltv_model"))
     assert cltv.height == 1 and cltv["net_share"][0] > 0
+    # The model the holdout kept is the one the table holds (and scoring reads).
+    kept = materialized[CLTV_MODEL_KEY]["cltv_kept"].value
+    assert cltv["kept"][0] == kept
+    assert (cltv["boosted_model"][0] is not None) == (kept == "lightgbm_tweedie")
 
 
 def test_a_challenger_below_the_floor_is_refused_and_the_champion_stays(world, instance):
@@ -200,6 +205,14 @@ def test_scores_come_from_the_champion_and_decisions_keep_the_budget(scored):
     assert set(scores["model_version"]) == {"1"}
     assert scores["churn_probability"].is_between(0, 1).all()
     assert (scores["revenue_at_risk"] - scores["churn_probability"] * scores["cltv"]).abs().max() < 1e-9
+    # CLTV is the kept model's, whichever the holdout kept.
+    kept = KeptCltv.from_row(pl.read_delta(str(paths.lake / "ml" / "cltv_model")).row(0, named=True))
+    day = scores["snapshot_date"].max()
+    features = lake(paths, "gold.customer_features").filter(pl.col("snapshot_date") == day)
+    expected = kept.predict(features, 365).select("customer_id", expected="cltv")
+    today = scores.filter(pl.col("snapshot_date") == day).join(expected, on="customer_id")
+    assert today.height == scores.filter(pl.col("snapshot_date") == day).height > 0
+    assert (today["cltv"] - today["expected"]).abs().max() < 1e-9
     assert set(scores["risk_band"]) <= {"low", "medium", "high"}
     assert scores["driver_1"].null_count() == 0
     actions = lake(paths, "decisions.actions")

@@ -17,7 +17,12 @@ from churn_assets.ml.cltv import (
     evaluate_cltv,
     fit_cltv,
 )
-from churn_assets.ml.cltv_compare import compare_cltv
+from churn_assets.ml.cltv_compare import (
+    BOOSTED_COLUMNS,
+    KeptCltv,
+    compare_cltv,
+    fit_boosted_cltv,
+)
 from churn_assets_tests.ml.test_churn_model import ml_world, transactions_only
 
 SNAPSHOT = date(2026, 6, 1)
@@ -190,3 +195,42 @@ def test_both_models_on_the_holdout_and_the_better_is_kept(world):
     # Without the earlier snapshot only the probabilistic model can be judged.
     alone = compare_cltv({cutoff: at[cutoff]}, world.silver["payments"], cutoff, HORIZON_EVAL)
     assert list(alone["models"]) == ["bgnbd_gamma_gamma"]
+
+
+def test_the_kept_boosted_model_travels_in_a_table_row_and_sets_the_level(world, tmp_path):
+    """The boosted model written as table columns reads back to the same predictions; kept, it
+    sets each customer's revenue over its own window, and the probabilistic curve carries that
+    level to longer horizons (nothing for a cancelled customer)."""
+    days = world.features["snapshot_date"].unique().sort()
+    cutoff = days.filter(days <= world.last_day - timedelta(days=HORIZON_EVAL)).max()
+    now = world.features.filter(pl.col("snapshot_date") == cutoff)
+    earlier = world.features.filter(
+        pl.col("snapshot_date") == cutoff - timedelta(days=HORIZON_EVAL))
+    boosted = fit_boosted_cltv(earlier, actual_revenue(
+        world.silver["payments"], cutoff - timedelta(days=HORIZON_EVAL), cutoff), HORIZON_EVAL)
+    probabilistic = fit_cltv(now, world.config.start)
+    row = {**{k: getattr(probabilistic, k) for k in
+              ("r", "alpha", "a", "b", "p", "q", "gamma", "net_share", "history_start")},
+           **boosted.to_row()}
+    pl.DataFrame([row], schema_overrides=BOOSTED_COLUMNS).write_delta(tmp_path / "cltv")
+    kept = KeptCltv.from_row(pl.read_delta(str(tmp_path / "cltv")).row(0, named=True))
+    assert kept.kind == "lightgbm_tweedie" and kept.probabilistic == probabilistic
+    np.testing.assert_array_equal(kept.boosted.predict(now)["cltv"], boosted.predict(now)["cltv"])
+
+    level = boosted.predict(now).select("customer_id", level=pl.col("cltv").clip(0.0))
+    window = kept.predict(now, HORIZON_EVAL).join(level, on="customer_id")
+    live = window.join(now.select("customer_id", "is_cancelled"), on="customer_id").filter(
+        ~pl.col("is_cancelled").fill_null(False))
+    np.testing.assert_allclose(live["cltv"], live["level"], rtol=1e-9)
+    year = kept.predict(now, 365).join(probabilistic.predict(now, 365).select(
+        "customer_id", curve="cltv"), on="customer_id").join(
+        probabilistic.predict(now, HORIZON_EVAL).select("customer_id", short="cltv"),
+        on="customer_id").join(level, on="customer_id")
+    expected = np.where(year["short"] > 0, year["level"] * year["curve"] / year["short"], 0.0)
+    np.testing.assert_allclose(year["cltv"], expected, rtol=1e-9)
+    longer = year.join(window.select("customer_id", short_cltv="cltv"), on="customer_id")
+    assert (longer["cltv"] >= longer["short_cltv"] - 1e-9).all()
+    # Without a boosted model the probabilistic one is what scores.
+    alone = KeptCltv.from_row({k: v for k, v in row.items() if not k.startswith("boosted")})
+    assert alone.kind == "bgnbd_gamma_gamma"
+    assert alone.predict(now, 365).equals(probabilistic.predict(now, 365))
