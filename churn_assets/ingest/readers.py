@@ -37,11 +37,16 @@ QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
 _QUOTED_FIELD = r'"(?:[^"]|"")*"'
 # Stands in for a quoted field while counting separators (only when diagnosing a bad line).
 _PLACEHOLDER = "\x1f"
-# A JSON string literal, escapes included; removed before checking that an object is flat.
+# A JSON string literal, escapes included.
 _JSON_STRING = r'"(?:[^"\\]|\\.)*"'
-# If the fast JSON path fails, retry in chunks of this many lines so one bad line does not send
-# the whole file through the slow per-line path.
-_JSON_CHUNK = 20_000
+# One flat JSON object: string keys, scalar values (string, number, true, false, null).
+_JSON_SCALAR = rf"(?:{_JSON_STRING}|-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|true|false|null)"
+_JSON_MEMBER = rf"{_JSON_STRING}\s*:\s*{_JSON_SCALAR}"
+_FLAT_JSON_OBJECT = rf"^\s*\{{\s*(?:{_JSON_MEMBER}\s*(?:,\s*{_JSON_MEMBER}\s*)*)?\}}\s*$"
+# If the fast JSON path fails on a batch, it retries each half, down to batches of this many
+# lines, which take the per-line path: a bad line costs a few re-reads of shrinking batches and
+# at most this many json.loads calls, not a per-line pass over the whole file.
+_JSON_LINES_PER_LINE_PATH = 128
 
 
 class LandingFileError(ValueError):
@@ -261,25 +266,13 @@ def parse_jsonl(source: Path | bytes, label: str | None = None) -> ParsedFile:
     label = _label(source, label)
     lines, lossy = _read_lines(source, label)
     nonblank = _numbered(lines).filter(~pl.col("line").str.contains(r"^\s*$"))
-    # Polars' reader would silently turn a nested value into text, so nested records must be
-    # kept away from it. A line with a single "{" or "[" cannot nest; only the others pay for a
-    # regex that removes string literals and checks that just the two outer braces remain.
-    stripped = pl.col("line").str.strip_chars()
-    braces = pl.col("line").str.count_matches(r"[\[{]")
-    simple = stripped.str.starts_with("{") & stripped.str.ends_with("}") & (braces == 1)
-    if lossy:
-        simple = simple & ~pl.col("line").str.contains("\ufffd", literal=True)
-    nonblank = nonblank.with_columns(_in_parallel(nonblank, simple.alias("_flat")))
-    skeleton = stripped.str.replace_all(_JSON_STRING, "")
-    flat = (
-        stripped.str.starts_with("{")
-        & stripped.str.ends_with("}")
-        & (skeleton.str.count_matches(r'[{}\[\]"]') == 2)
-    )
+    # Only a line that is a flat JSON object by the grammar goes to Polars' reader: it would
+    # silently turn a nested value into text, and one malformed line fails its whole batch.
+    # Everything else (nested, truncated, single-quoted, ...) takes the per-line path.
+    flat = pl.col("line").str.contains(_FLAT_JSON_OBJECT)
     if lossy:
         flat = flat & ~pl.col("line").str.contains("\ufffd", literal=True)
-    others = nonblank.filter(~pl.col("_flat")).with_columns(flat.alias("_flat"))
-    nonblank = pl.concat([nonblank.filter(pl.col("_flat")), others]).sort(ROW_NUMBER)
+    nonblank = nonblank.with_columns(_in_parallel(nonblank, flat.alias("_flat")))
     fast = _decode_json_lines(nonblank.filter(pl.col("_flat")), label)
     slow = _classify_json_lines(nonblank.filter(~pl.col("_flat")), label, lossy)
     rows = pl.concat([fast[0], slow[0]], how="diagonal").sort(ROW_NUMBER)
@@ -288,17 +281,17 @@ def parse_jsonl(source: Path | bytes, label: str | None = None) -> ParsedFile:
 
 
 def _decode_json_lines(lines: pl.DataFrame, label: str) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Fast path: Polars' NDJSON reader on the whole batch, chunks on failure, lines as a last resort."""
+    """Fast path: Polars' NDJSON reader on the whole batch, each half on failure, lines as a
+    last resort."""
     if lines.height == 0:
         return _empty_rows([]), _empty_quarantine()
     decoded = _try_read_ndjson(lines, label)
     if decoded is not None:
         return decoded, _empty_quarantine()
-    if lines.height > _JSON_CHUNK:
-        parts = [
-            _decode_json_lines(lines.slice(offset, _JSON_CHUNK), label)
-            for offset in range(0, lines.height, _JSON_CHUNK)
-        ]
+    if lines.height > _JSON_LINES_PER_LINE_PATH:
+        half = lines.height // 2
+        parts = [_decode_json_lines(lines.slice(0, half), label),
+                 _decode_json_lines(lines.slice(half), label)]
         return (
             pl.concat([p[0] for p in parts], how="diagonal"),
             pl.concat([p[1] for p in parts]),

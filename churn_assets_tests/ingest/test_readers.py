@@ -205,13 +205,24 @@ def test_jsonl_invalid_utf8_and_nan(tmp_path):
     assert reasons(parsed)[3].startswith("invalid JSON")
 
 
-def test_jsonl_fast_path_failure_falls_back_by_chunks(tmp_path, monkeypatch):
-    monkeypatch.setattr(readers, "_JSON_CHUNK", 3)
+def test_jsonl_fast_path_failure_falls_back_by_halves(tmp_path, monkeypatch):
+    monkeypatch.setattr(readers, "_JSON_LINES_PER_LINE_PATH", 2)
     lines = [json.dumps({"id": i}) for i in range(10)]
-    lines[6] = '{"id": 6,}'  # looks flat, so only the Polars reader notices
-    parsed = parse(tmp_path, "chunks.json", "\n".join(lines).encode())
-    assert parsed.rows["id"].to_list() == [str(i) for i in range(10) if i != 6]
-    assert list(reasons(parsed)) == [7]
+    lines[6] = '{"id": "6\\q"}'  # an unknown escape: flat by the grammar, refused by the reader
+    lines[8] = '{"id": 8,}'  # not flat by the grammar: straight to the per-line path
+    parsed = parse(tmp_path, "halves.json", "\n".join(lines).encode())
+    assert parsed.rows["id"].to_list() == [str(i) for i in range(10) if i not in (6, 8)]
+    assert list(reasons(parsed)) == [7, 9]
+
+
+def test_jsonl_only_flat_objects_reach_the_fast_reader():
+    flat = re.compile(readers._FLAT_JSON_OBJECT)
+    for line in ('{}', ' { "a" : 1 , "b":"x\\"y", "c": null, "d": -2.5e-3, "e": true } ',
+                 '{"a": "{[nested text]}"}'):
+        assert flat.match(line), line
+    for line in ('{"a": {"b": 1}}', '{"a": [1]}', "{'a': 1}", '{"a": 1,}', '{"a": nul}',
+                 '"a": 1}', '{"a": 1', '{"a": 01}', '{"a": 1}{"b": 2}', '[{"a": 1}]'):
+        assert not flat.match(line), line
 
 
 def test_jsonl_empty_file(tmp_path):
