@@ -23,6 +23,7 @@ import dagster as dg
 import churn_assets
 from churn_assets.automation import DAILY_JOB
 from churn_assets.ingest.landing import DropError, list_drops, scan_drops, verify_drop
+from churn_assets.resources.event_log import instance_yaml
 from churn_assets.settings import Paths
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
@@ -256,6 +257,8 @@ def persistent_instance() -> Iterator[dg.DagsterInstance]:
         home = lock_dir = Paths.from_env().home / "dagster"
     home.mkdir(parents=True, exist_ok=True)
     with _setup_lock(lock_dir):
+        if not (home / "dagster.yaml").exists():
+            (home / "dagster.yaml").write_text(instance_yaml(home))
         instance = dg.DagsterInstance.from_config(str(home))
         _touch_storages(instance)
     with instance:

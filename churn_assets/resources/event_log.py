@@ -12,9 +12,11 @@ take SQLite's file lock for each transaction, so sharing the files stays safe.
 
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 from dagster._core.storage.sql import create_engine
@@ -75,3 +77,17 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
                 engine.dispose()
             self._engines.clear()
 
+
+
+def instance_yaml(home: Path) -> str:
+    """A dagster.yaml for a Dagster home with no configuration of its own: the storage Dagster
+    would use there by default (same directories, so existing runs stay readable), with this
+    event log."""
+    parts = (("run_storage", "dagster._core.storage.runs", "SqliteRunStorage", "history"),
+             ("event_log_storage", __name__, PooledSqliteEventLogStorage.__name__,
+              "history/runs"),
+             ("schedule_storage", "dagster._core.storage.schedules", "SqliteScheduleStorage",
+              "schedules"))
+    return "".join(f"{key}:\n  module: {module}\n  class: {cls}\n  config:\n"
+                   f"    base_dir: {json.dumps(str(home / where))}\n"
+                   for key, module, cls, where in parts) + "telemetry:\n  enabled: false\n"

@@ -10,7 +10,11 @@ from pathlib import Path
 import dagster as dg
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 
-from churn_assets.resources.event_log import OPEN_DATABASES, PooledSqliteEventLogStorage
+from churn_assets.resources.event_log import (
+    OPEN_DATABASES,
+    PooledSqliteEventLogStorage,
+    instance_yaml,
+)
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 DAYS = dg.DailyPartitionsDefinition(start_date="2026-01-01")
@@ -45,3 +49,16 @@ def test_runs_store_events_that_dagsters_own_storage_reads(tmp_path, monkeypatch
         assert _materializations(instance.event_log_storage) == []
         assert dg.materialize([counted], instance=instance, partition_key=days[0]).success
         assert _materializations(instance.event_log_storage) == days[:1]
+
+
+def test_a_dagster_home_without_configuration_gets_the_pooled_log_in_dagsters_directories(
+        tmp_path):
+    # A run before this configuration existed: Dagster's default storage under the home.
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        assert dg.materialize([counted], instance=instance, partition_key="2026-01-01").success
+    (tmp_path / "dagster.yaml").write_text(instance_yaml(tmp_path))
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        assert isinstance(instance.event_log_storage, PooledSqliteEventLogStorage)
+        assert dg.materialize([counted], instance=instance, partition_key="2026-01-02").success
+        assert _materializations(instance.event_log_storage) == ["2026-01-01", "2026-01-02"]
+        assert len(instance.get_runs()) == 2
