@@ -57,7 +57,13 @@ def test_the_graph_never_imports_the_lab():
         assert not lab, f"{path.relative_to(PACKAGE)} imports the lab: {lab}"
 
 
+# A storage class configured in dagster.yaml can only extend Dagster's own (ARCHITECTURE.md).
+PRIVATE_DAGSTER_ALLOWED = {"resources/event_log.py"}
+
+
 def test_no_private_dagster_imports():
     for path in PACKAGE.rglob("*.py"):
+        if path.relative_to(PACKAGE).as_posix() in PRIVATE_DAGSTER_ALLOWED:
+            continue
         private = sorted(m for m in imports(path) if m.startswith("dagster._"))
         assert not private, f"{path.relative_to(PACKAGE)} imports {private}"

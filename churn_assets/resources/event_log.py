@@ -19,13 +19,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
-from dagster._core.storage.sql import create_engine
-from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
+from sqlalchemy import create_engine
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
 # A run writes its own database and the index; a few more cover the daemon's and UI's reads.
 OPEN_DATABASES = 8
+# How long a write waits for another process's lock, as Dagster's own storage does.
+BUSY_TIMEOUT_SECONDS = 30
 
 
 class PooledSqliteEventLogStorage(SqliteEventLogStorage):
@@ -55,7 +56,7 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
             engine = create_engine(
                 self.conn_string_for_shard(shard), poolclass=StaticPool,
                 # One connection, used under ``_db_lock`` by whichever thread holds it.
-                connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS,
+                connect_args={"timeout": BUSY_TIMEOUT_SECONDS,
                               "check_same_thread": False})
         self._engines[shard] = engine
         while len(self._engines) > OPEN_DATABASES:
