@@ -1,6 +1,7 @@
 """Jobs, sensors and schedules: what makes the graph run by itself."""
 
 
+import hashlib
 import json
 import re
 import warnings
@@ -23,6 +24,11 @@ from churn_assets.steps.upkeep import health_metadata, upkeep_tables
 DAILY_JOB = "churn_daily"
 # A first tick over a long history would otherwise queue hundreds of runs at once.
 MAX_RUNS_PER_TICK = 25
+# A backlog's consecutive days go in one bronze run up to this many (as `churn-assets run`).
+MAX_DAYS_PER_RUN = 31
+# Dagster's tags for a run over a range of partitions (what a single-run backfill launches).
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
 LABELS_JOB = "churn_labels"
@@ -256,8 +262,10 @@ def plan_landing_runs(
     ingested: Callable[[list[Drop]], BronzeHoldings] = lambda drops: BronzeHoldings(),
     max_runs: int = MAX_RUNS_PER_TICK,
     records: Callable[[Drop], int] = drop_records,
+    max_days_per_run: int = MAX_DAYS_PER_RUN,
 ) -> tuple[list[dg.RunRequest], dict[str, str], list[str]]:
-    """New or changed complete drops → one bronze run per day, and the cursor after them.
+    """New or changed complete drops → bronze runs (consecutive days with drops of the same
+    domains share one run, up to ``max_days_per_run``), and the cursor after them.
 
     The cursor maps ``<domain>/<day>`` to the fingerprint of the marker last requested, so a drop
     is requested exactly once and a re-drop (new fingerprint) again. ``ingested`` says what
@@ -277,27 +285,52 @@ def plan_landing_runs(
             cursor[_cursor_key(drop)] = drop.fingerprint
         else:
             pending[drop.day].append(drop)
-    requests, invalid = [], []
-    for day in sorted(pending):
-        if not partitions_def.has_partition_key(day.isoformat()):
-            invalid.append(day.isoformat())
-            continue
-        if len(requests) >= max_runs:
-            break
-        day_drops = sorted(pending[day], key=lambda d: d.domain)
-        requests.append(
-            dg.RunRequest(
-                run_key=f"{day}:" + ",".join(f"{d.domain}={d.fingerprint}" for d in day_drops),
-                partition_key=day.isoformat(),
-                asset_selection=[
-                    table.key for d in day_drops
-                    for table in (catalog.bronze(d.domain), catalog.bronze_quarantine(d.domain))
-                ],
-                tags={"churn/batches": ",".join(d.batch_id for d in day_drops)[:200]},
-            )
-        )
-        cursor.update({_cursor_key(d): d.fingerprint for d in day_drops})
+    invalid = [day.isoformat() for day in sorted(pending)
+               if not partitions_def.has_partition_key(day.isoformat())]
+    requests = []
+    for days in _runs_of_days(sorted(d for d in pending if d.isoformat() not in invalid),
+                              pending, max_days_per_run)[:max_runs]:
+        drops = [d for day in days for d in sorted(pending[day], key=lambda d: d.domain)]
+        requests.append(_bronze_run(days, drops))
+        cursor.update({_cursor_key(d): d.fingerprint for d in drops})
     return requests, cursor, invalid
+
+
+def _runs_of_days(days: list[date], pending: dict[date, list[Drop]],
+                  max_days: int) -> list[list[date]]:
+    """Consecutive days with drops of the same domains, at most ``max_days`` to a run: a
+    backlog of a quarter is three runs, not ninety."""
+    runs: list[list[date]] = []
+    for day in days:
+        previous = runs[-1] if runs else None
+        if (previous and len(previous) < max_days and day == previous[-1] + timedelta(days=1)
+                and _domains(pending[day]) == _domains(pending[previous[-1]])):
+            previous.append(day)
+        else:
+            runs.append([day])
+    return runs
+
+
+def _domains(drops: list[Drop]) -> list[str]:
+    return sorted(d.domain for d in drops)
+
+
+def _bronze_run(days: list[date], drops: list[Drop]) -> dg.RunRequest:
+    """One run for the drops of ``days``: a single partition, or a range (one run over all of
+    them, the way the UI's single-run backfills go). The run key names every drop's
+    fingerprint, so a re-drop of any day is a new request."""
+    fingerprints = ",".join(f"{d.domain}={d.fingerprint}" for d in drops)
+    selection = [table.key for domain in _domains([d for d in drops if d.day == days[0]])
+                 for table in (catalog.bronze(domain), catalog.bronze_quarantine(domain))]
+    tags = {"churn/batches": ",".join(d.batch_id for d in drops)[:200]}
+    if len(days) == 1:
+        return dg.RunRequest(run_key=f"{days[0]}:{fingerprints}",
+                             partition_key=days[0].isoformat(), asset_selection=selection,
+                             tags=tags)
+    digest = hashlib.sha256(fingerprints.encode()).hexdigest()[:16]
+    return dg.RunRequest(
+        run_key=f"{days[0]}..{days[-1]}:{digest}", asset_selection=selection,
+        tags={**tags, RANGE_START_TAG: days[0].isoformat(), RANGE_END_TAG: days[-1].isoformat()})
 
 
 def build_landing_sensor(

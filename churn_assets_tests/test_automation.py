@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 import dagster as dg
 import pytest
 
+from churn_assets.automation import DAILY_JOB, RANGE_END_TAG, RANGE_START_TAG
 from churn_assets.definitions import build_definitions
 from churn_assets.ingest.landing import MARKER, drop_dir, write_drop
 from churn_assets.resources.delta import DeltaTableStore
@@ -47,8 +48,10 @@ def evaluate(paths: Paths, instance, cursor: str | None):
 
 
 def keys(requests) -> list[tuple[str, list[str]]]:
+    """(partition, or "first..last" for a run over a range; the assets it materializes)."""
     return [
-        (r.partition_key, sorted(k.to_user_string() for k in r.asset_selection)) for r in requests
+        (r.partition_key or f"{r.tags[RANGE_START_TAG]}..{r.tags[RANGE_END_TAG]}",
+         sorted(k.to_user_string() for k in r.asset_selection)) for r in requests
     ]
 
 
@@ -68,6 +71,39 @@ def test_each_complete_drop_is_requested_exactly_once(paths, instance):
     again, cursor_after = tick(paths, instance, cursor)
     assert again == []
     assert json.loads(cursor_after) == json.loads(cursor)
+
+
+def test_a_backlog_is_one_run_per_range_of_days_and_each_range_ingests_its_days(paths, instance):
+    """41 days of payments, the last with events too: a run for 31 days, one for the next 9,
+    one for the day with another set of domains; the daemon's execution of a range run puts
+    every one of its days in bronze, and nothing is requested twice."""
+    first = date(2026, 1, 1)
+    days = [first + timedelta(days=i) for i in range(41)]
+    for day in days:
+        csv = CSV.replace(b"2026-03-01", day.isoformat().encode())
+        write_drop(paths.landing, "payments", day, {"payments.csv": csv})
+    write_drop(paths.landing, "events", days[-1], {"events.jsonl": b'{"event_id": "e1"}\n'})
+
+    requests, cursor = tick(paths, instance, None)
+    payments = ["bronze/payments", "bronze/payments_quarantine"]
+    assert keys(requests) == [
+        ("2026-01-01..2026-01-31", payments), ("2026-02-01..2026-02-09", payments),
+        ("2026-02-10", ["bronze/events", "bronze/events_quarantine", *payments]),
+    ]
+    assert len({r.run_key for r in requests}) == 3
+
+    job = build_definitions(paths).resolve_job_def(DAILY_JOB)
+    ran = job.execute_in_process(instance=instance, tags=requests[0].tags,
+                                 asset_selection=requests[0].asset_selection)
+    assert ran.success
+    bronze = DeltaTableStore(root=str(paths.lake)).read("bronze.payments").collect()
+    assert sorted(set(bronze["_drop_date"].to_list())) == days[:31]
+    assert tick(paths, instance, cursor)[0] == []
+
+    # A re-drop of one day in the range is that day's run alone.
+    write_drop(paths.landing, "payments", days[4], {"payments.csv": CSV + b"t2,c2,5.0,2026-01-05T11:00:00Z\n"})
+    again, _ = tick(paths, instance, cursor)
+    assert keys(again) == [("2026-01-05", payments)]
 
 
 def test_rewriting_identical_content_is_not_a_redrop(paths, instance):

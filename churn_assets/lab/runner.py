@@ -21,13 +21,11 @@ from pathlib import Path
 import dagster as dg
 
 import churn_assets
-from churn_assets.automation import DAILY_JOB
+from churn_assets.automation import DAILY_JOB, RANGE_END_TAG, RANGE_START_TAG
 from churn_assets.ingest.landing import DropError, list_drops, scan_drops, verify_drop
 from churn_assets.resources.event_log import instance_yaml
 from churn_assets.settings import Paths
 
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
 # A digest of everything a run's tables are computed from (see ``fingerprint``): a later run of
 # the same job and days with the same digest has nothing new to compute and is skipped.
 INPUTS_TAG = "churn/inputs"
