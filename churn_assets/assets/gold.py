@@ -75,38 +75,33 @@ def build_features_asset(partitions_def, settings: Settings) -> dg.AssetsDefinit
     partition_start = partitions_def.start.date()
     previous_day = _window_mapping(1, -1)
 
+    # One computation writes the three tables from the same inputs, so the three specs share
+    # their dependencies: each its own previous day (the state is a chain) and the same upstream
+    # windows. The automation sensor then asks for the same days of each, and a multi-day
+    # backlog becomes one run. (With each spec's own subset, a backlog asked for different days
+    # of state and features, which Dagster's asset backfill cannot run together, and gold
+    # stopped at the backlog's first day.) No spec depends on a sibling: across keys, Dagster
+    # orders assets without their partition offsets, and state <-> categories is a cycle.
+    upstream = [
+        dg.AssetDep(catalog.DAILY_ACTIVITY.key, partition_mapping=_window_mapping(reach)),
+        # The orders that became visible through D + ahead: without them, automation would
+        # build a day whose data has not arrived.
+        dg.AssetDep(catalog.ORDER_CATEGORIES.key, partition_mapping=_window_mapping(ahead)),
+        dg.AssetDep(catalog.silver("customers").key, partition_mapping=_window_mapping(ahead)),
+        dg.AssetDep(catalog.silver("tickets").key, partition_mapping=_window_mapping(reach)),
+    ]
+
+    def spec(table: catalog.Table, **kwargs) -> dg.AssetSpec:
+        return dg.AssetSpec(
+            table.key, deps=[dg.AssetDep(table.key, partition_mapping=previous_day), *upstream],
+            automation_condition=on_upstream_change(), **kwargs)
+
     @dg.multi_asset(
         name="gold_customer_features",
         specs=[
-            dg.AssetSpec(
-                catalog.CUSTOMER_STATE.key,
-                deps=[
-                    dg.AssetDep(catalog.CUSTOMER_STATE.key, partition_mapping=previous_day),
-                    dg.AssetDep(catalog.DAILY_ACTIVITY.key, partition_mapping=_window_mapping(reach)),
-                    dg.AssetDep(catalog.ORDER_CATEGORIES.key, partition_mapping=_window_mapping(ahead)),
-                    dg.AssetDep(catalog.silver("customers").key, partition_mapping=_window_mapping(ahead)),
-                ],
-                automation_condition=on_upstream_change(),
-            ),
-            dg.AssetSpec(
-                catalog.CUSTOMER_CATEGORIES.key,
-                # Yesterday's categories plus the orders that became visible today: without
-                # the second, automation would build a day whose data has not arrived.
-                deps=[dg.AssetDep(catalog.CUSTOMER_CATEGORIES.key, partition_mapping=previous_day),
-                      dg.AssetDep(catalog.ORDER_CATEGORIES.key,
-                                  partition_mapping=_window_mapping(ahead))],
-                automation_condition=on_upstream_change(),
-            ),
-            dg.AssetSpec(
-                catalog.CUSTOMER_FEATURES.key,
-                deps=[
-                    catalog.CUSTOMER_STATE.key,
-                    dg.AssetDep(catalog.DAILY_ACTIVITY.key, partition_mapping=_window_mapping(reach)),
-                    dg.AssetDep(catalog.silver("tickets").key, partition_mapping=_window_mapping(reach)),
-                ],
-                metadata={"columns": list(gold.FEATURE_SCHEMA)},
-                automation_condition=on_upstream_change(),
-            ),
+            spec(catalog.CUSTOMER_STATE),
+            spec(catalog.CUSTOMER_CATEGORIES),
+            spec(catalog.CUSTOMER_FEATURES, metadata={"columns": list(gold.FEATURE_SCHEMA)}),
         ],
         partitions_def=partitions_def,
         backfill_policy=dg.BackfillPolicy.single_run(),
