@@ -285,15 +285,15 @@ def plan_landing_runs(
             cursor[_cursor_key(drop)] = drop.fingerprint
         else:
             pending[drop.day].append(drop)
-    invalid = [day.isoformat() for day in sorted(pending)
-               if not partitions_def.has_partition_key(day.isoformat())]
+    valid, invalid = [], []
+    for day in sorted(pending):
+        (valid if partitions_def.has_partition_key(day.isoformat()) else invalid).append(day)
     requests = []
-    for days in _runs_of_days(sorted(d for d in pending if d.isoformat() not in invalid),
-                              pending, max_days_per_run)[:max_runs]:
+    for days in _runs_of_days(valid, pending, max_days_per_run)[:max_runs]:
         drops = [d for day in days for d in sorted(pending[day], key=lambda d: d.domain)]
         requests.append(_bronze_run(days, drops))
         cursor.update({_cursor_key(d): d.fingerprint for d in drops})
-    return requests, cursor, invalid
+    return requests, cursor, [day.isoformat() for day in invalid]
 
 
 def _runs_of_days(days: list[date], pending: dict[date, list[Drop]],
@@ -320,7 +320,7 @@ def _bronze_run(days: list[date], drops: list[Drop]) -> dg.RunRequest:
     them, the way the UI's single-run backfills go). The run key names every drop's
     fingerprint, so a re-drop of any day is a new request."""
     fingerprints = ",".join(f"{d.domain}={d.fingerprint}" for d in drops)
-    selection = [table.key for domain in _domains([d for d in drops if d.day == days[0]])
+    selection = [table.key for domain in sorted({d.domain for d in drops})
                  for table in (catalog.bronze(domain), catalog.bronze_quarantine(domain))]
     tags = {"churn/batches": ",".join(d.batch_id for d in drops)[:200]}
     if len(days) == 1:

@@ -79,7 +79,6 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
             self._engines.clear()
 
 
-
 def instance_yaml(home: Path) -> str:
     """A dagster.yaml for a Dagster home with no configuration of its own: the storage Dagster
     would use there by default (same directories, so existing runs stay readable), with this
