@@ -25,6 +25,31 @@ WORLD_START = date(2026, 1, 1)
 WORLD_DAYS = 12
 
 
+# The slowest modules, longest first (seconds on 2 cores, `make test` of 2026-12-07). `make test`
+# hands whole modules to 2 workers in collection order (--dist loadfile --no-loadscope-reorder),
+# so starting with these balances the workers; by default xdist orders modules by their number of
+# tests, and the two longest could end up on one worker after the other.
+SLOWEST_MODULES = (
+    "churn_assets_tests/assets/test_parity_engines.py",  # 282
+    "churn_assets_tests/assets/test_model.py",  # 292
+    "churn_assets_tests/test_ui.py",  # 160
+    "churn_assets_tests/assets/test_medallion.py",  # 110
+    "churn_assets_tests/lab/test_reproducible.py",  # 71
+    "churn_assets_tests/serve/test_api.py",  # 63
+    "churn_assets_tests/lab/test_loop.py",  # 46
+    "churn_assets_tests/steps/test_upkeep.py",  # 30
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {module: i for i, module in enumerate(SLOWEST_MODULES)}
+
+    def module_rank(item: pytest.Item) -> int:
+        return rank.get(item.nodeid.split("::", 1)[0], len(rank))
+
+    items.sort(key=module_rank)  # stable: the other modules and every module's tests keep order
+
+
 def free_port() -> int:
     """A loopback port nothing listens on now (for a server a test starts)."""
     with socket.socket() as probe:

@@ -67,3 +67,11 @@ def test_no_private_dagster_imports():
             continue
         private = sorted(m for m in imports(path) if m.startswith("dagster._"))
         assert not private, f"{path.relative_to(PACKAGE)} imports {private}"
+
+
+def test_the_modules_the_suite_starts_with_exist():
+    """A renamed slow module would silently fall back to xdist's order and unbalance the workers."""
+    from churn_assets_tests.conftest import SLOWEST_MODULES
+
+    missing = [m for m in SLOWEST_MODULES if not (PACKAGE.parent / m).is_file()]
+    assert not missing, f"conftest.SLOWEST_MODULES names modules that do not exist: {missing}"
