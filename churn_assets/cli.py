@@ -609,7 +609,7 @@ def _report(args: argparse.Namespace) -> int:
     import webbrowser
     from urllib.parse import urlsplit
 
-    from churn_assets.reports.inputs import latest_scored_day, write_brief
+    from churn_assets.reports.inputs import latest_scored_day, read_inputs, write_page
     from churn_assets.reports.server import DEFAULT_PORT, page_url, reports_server
     from churn_assets.resources import build_resources, environment
     from churn_assets.settings import Paths, load_settings
@@ -622,11 +622,12 @@ def _report(args: argparse.Namespace) -> int:
     if day is None:
         raise ValueError("nothing is scored yet: run `churn-assets run` (a champion model "
                          "must exist) before asking for a brief")
-    path, inputs = write_brief(store, mlflow.location(), settings, day, paths.reports,
-                               args.currency, mlflow.ui_url)
+    inputs = read_inputs(store, mlflow.location(), settings, day, currency=args.currency,
+                         mlflow_ui=mlflow.ui_url)
     if inputs.today(inputs.scores).is_empty():
         raise ValueError(f"{day} has no scores (scored days run through "
                          f"{latest_scored_day(store)}); pick another --day")
+    path = write_page(inputs, paths.reports)
     print(f"brief of {day}: {path}")
     if not args.serve:
         if args.open and not webbrowser.open(path.as_uri()):

@@ -13,12 +13,12 @@ import dagster as dg
 
 from churn_assets import catalog
 from churn_assets.reports.format import DEFAULT_CURRENCY, money
-from churn_assets.reports.inputs import TREND_DAYS, write_brief
+from churn_assets.reports.inputs import TREND_DAYS, BriefSource, write_page
 from churn_assets.reports.server import page_url
 from churn_assets.resources.mlflow import MlflowResource
 from churn_assets.resources.store import DateWindow, TableStore
 from churn_assets.settings import Paths, Settings
-from churn_assets.steps.reads import to_polars
+from churn_assets.steps.reads import CHUNK_DAYS, chunks, to_polars
 
 BRIEF_KEY = catalog.DAILY_BRIEF.key
 SCORES = catalog.SCORES.full_name
@@ -48,13 +48,18 @@ def build_report_asset(partitions_def, settings: Settings, paths: Paths) -> dg.A
                              "(the churn_scoring job) for these days first")
         location = mlflow.location()
         pages = []
-        for day in window.days:
-            if day not in scored:
-                context.log.warning(f"{day} has no scores: no brief for it")
-                continue
-            path, inputs = write_brief(store, location, settings, day, paths.reports,
-                                       config.currency, mlflow.ui_url, config.trend_days)
-            pages.append((day, path, inputs))
+        # A chunk of days at a time: what its pages share is read once, in bounded memory.
+        for chunk in chunks(window, CHUNK_DAYS):
+            source = None
+            for day in chunk.days:
+                if day not in scored:
+                    context.log.warning(f"{day} has no scores: no brief for it")
+                    continue
+                source = source or BriefSource(store, location, settings, chunk,
+                                               config.trend_days, config.currency,
+                                               mlflow.ui_url)
+                inputs = source.inputs(day)
+                pages.append((day, write_page(inputs, paths.reports), inputs))
         day, path, inputs = pages[-1]
         today = inputs.today(inputs.scores)
         return dg.MaterializeResult(metadata={

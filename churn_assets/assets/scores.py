@@ -17,11 +17,11 @@ import polars as pl
 
 from churn_assets import catalog
 from churn_assets.assets.common import markdown_preview
-from churn_assets.decisions.drift import population_stability
 from churn_assets.ml.cltv_compare import KeptCltv
 from churn_assets.ml.dataset import only_at_risk
 from churn_assets.ml.gate import GatePolicy, NoChampionError
 from churn_assets.ml.registry import score_with
+from churn_assets.reports.inputs import drift_reference, scored_population
 from churn_assets.resources.mlflow import MlflowResource
 from churn_assets.resources.store import DateWindow, TableStore
 from churn_assets.settings import Settings
@@ -145,21 +145,12 @@ def drift_result(store: TableStore, day: date | None, settings: Settings
                  ) -> dg.AssetCheckResult:
     """PSI of the latest scored day (the population a decision acts on) against the champion's
     validation rows. One day's at-risk rows are collected to the driver to bin them."""
-    drift = settings.decisions.drift
     if not store.exists(REFERENCE) or day is None:
         return dg.AssetCheckResult(check_name=DRIFT_CHECK, passed=True,
                                    description="no training reference yet: nothing to compare"
                                    if day else "no customer was scored: nothing to compare")
-    reference = to_polars(store.read(REFERENCE))
-    features = to_polars(only_at_risk(store.read(FEATURES, DateWindow.day(day), SNAPSHOT),
-                                      settings.labels.horizon_days))
-    scores = to_polars(store.read(SCORES, DateWindow.day(day), SNAPSHOT,
-                                  columns=["customer_id", SNAPSHOT, "churn_probability"]))
-    current = features.join(scores, on=["customer_id", SNAPSHOT], how="left")
-    columns = [c for c in reference.columns if c in current.columns
-               and c not in ("customer_id", SNAPSHOT)]
-    report = population_stability(reference.select(columns), current.select(columns),
-                                  bins=drift.bins, warn=drift.warn, error=drift.error)
+    population = scored_population(store, settings, DateWindow.day(day))
+    report = drift_reference(store, settings, population).compare(population)
     summary = report.summary.sort("psi", descending=True)
     worst = summary.filter(pl.col("status") != "ok")
     severity = (dg.AssetCheckSeverity.ERROR if (summary["status"] == "error").any()

@@ -61,43 +61,70 @@ def population_stability(reference: pl.DataFrame | pl.LazyFrame,
                          exclude: Sequence[str] = DEFAULT_EXCLUDE) -> DriftReport:
     """PSI of each feature (default: every numeric, string or boolean column both frames share,
     except ``exclude``) of ``current`` against ``reference``."""
-    if bins < 2:
-        raise ValueError(f"drift needs at least 2 bins; got {bins}")
-    if warn > error:
-        raise ValueError(f"drift thresholds need warn <= error; got warn={warn}, error={error}")
-    ref = reference.collect() if isinstance(reference, pl.LazyFrame) else reference
     cur = current.collect() if isinstance(current, pl.LazyFrame) else current
     if features is None:
-        features = [c for c in ref.columns if c in cur.columns and c not in exclude
-                    and _kind(ref.schema[c]) is not None]
-    if missing := [c for c in features if c not in ref.columns or c not in cur.columns]:
-        raise ValueError(f"drift features {missing} are missing from the reference or the "
-                         f"current frame")
-    if ref.height == 0 or cur.height == 0:
-        raise ValueError(f"drift needs rows on both sides; the reference has {ref.height} and "
-                         f"the current frame {cur.height}")
-    rows, histograms = [], []
-    for name in features:
-        kind = _kind(ref.schema[name])
-        if kind is None:
-            raise ValueError(f"drift cannot bin column {name!r} of type {ref.schema[name]}; "
-                             "expected a numeric, string, categorical or boolean column")
-        if kind == "numeric":
-            labels, r, c = _numeric_bins(ref[name], cur[name], bins)
-        else:
-            labels, r, c = _category_bins(ref[name], cur[name])
-        value = psi(r, c, epsilon)
-        rows.append({"feature": name, "kind": kind, "psi": value,
-                     "status": drift_status(value, warn, error), "bins": len(labels),
-                     "reference_rows": ref.height, "current_rows": cur.height})
-        histograms.append(pl.DataFrame({
-            "feature": [name] * len(labels), "bin_index": np.arange(len(labels)),
-            "bin": labels, "reference_share": r, "current_share": c,
-        }, schema=HISTOGRAM_SCHEMA))
-    summary = pl.DataFrame(rows, schema=DRIFT_SCHEMA).sort(
-        ["psi", "feature"], descending=[True, False])
-    histogram = pl.concat(histograms) if histograms else pl.DataFrame(schema=HISTOGRAM_SCHEMA)
-    return DriftReport(summary, histogram)
+        schema = reference.collect_schema()
+        features = [c for c in schema if c in cur.columns and c not in exclude
+                    and _kind(schema[c]) is not None]
+    return DriftReference(reference, features, bins, warn, error, epsilon).compare(cur)
+
+
+class DriftReference:
+    """The reference side of ``population_stability``, binned once: comparing many days (a
+    backfill's briefs) against one training reference cuts its quantiles once, not per day."""
+
+    def __init__(self, reference: pl.DataFrame | pl.LazyFrame, features: Sequence[str],
+                 bins: int = 10, warn: float = 0.1, error: float = 0.25,
+                 epsilon: float = 1e-4) -> None:
+        if bins < 2:
+            raise ValueError(f"drift needs at least 2 bins; got {bins}")
+        if warn > error:
+            raise ValueError(f"drift thresholds need warn <= error; got warn={warn}, "
+                             f"error={error}")
+        ref = reference.collect() if isinstance(reference, pl.LazyFrame) else reference
+        if missing := [c for c in features if c not in ref.columns]:
+            raise ValueError(f"drift features {missing} are missing from the reference")
+        if ref.height == 0:
+            raise ValueError("drift needs rows on both sides; the reference has 0")
+        self.features, self.rows = list(features), ref.height
+        self.warn, self.error, self.epsilon = warn, error, epsilon
+        self._bins: dict[str, tuple[str, object, object]] = {}
+        for name in self.features:
+            kind = _kind(ref.schema[name])
+            if kind is None:
+                raise ValueError(f"drift cannot bin column {name!r} of type {ref.schema[name]}; "
+                                 "expected a numeric, string, categorical or boolean column")
+            self._bins[name] = ((kind, *_numeric_edges(ref[name], bins)) if kind == "numeric"
+                                else (kind, _category_shares(ref[name]), None))
+
+    def compare(self, current: pl.DataFrame) -> DriftReport:
+        if missing := [c for c in self.features if c not in current.columns]:
+            raise ValueError(f"drift features {missing} are missing from the reference or the "
+                             f"current frame")
+        if current.height == 0:
+            raise ValueError(f"drift needs rows on both sides; the reference has {self.rows} and "
+                             f"the current frame 0")
+        rows, histograms = [], []
+        for name in self.features:
+            kind, first, second = self._bins[name]
+            if kind == "numeric":
+                labels, r, c = _numeric_bins(first, second, current[name])
+            else:
+                labels, r, c = _category_bins(first, current[name])
+            value = psi(r, c, self.epsilon)
+            rows.append({"feature": name, "kind": kind, "psi": value,
+                         "status": drift_status(value, self.warn, self.error),
+                         "bins": len(labels), "reference_rows": self.rows,
+                         "current_rows": current.height})
+            histograms.append(pl.DataFrame({
+                "feature": [name] * len(labels), "bin_index": np.arange(len(labels)),
+                "bin": labels, "reference_share": r, "current_share": c,
+            }, schema=HISTOGRAM_SCHEMA))
+        summary = pl.DataFrame(rows, schema=DRIFT_SCHEMA).sort(
+            ["psi", "feature"], descending=[True, False])
+        histogram = (pl.concat(histograms) if histograms
+                     else pl.DataFrame(schema=HISTOGRAM_SCHEMA))
+        return DriftReport(summary, histogram)
 
 
 def _kind(dtype: pl.DataType) -> str | None:
@@ -108,34 +135,43 @@ def _kind(dtype: pl.DataType) -> str | None:
     return None
 
 
-def _numeric_bins(ref: pl.Series, cur: pl.Series, bins: int):
-    r = ref.cast(pl.Float64).fill_null(np.nan).to_numpy()
-    c = cur.cast(pl.Float64).fill_null(np.nan).to_numpy()
+def _float_values(values: pl.Series) -> np.ndarray:
+    return values.cast(pl.Float64).fill_null(np.nan).to_numpy()
+
+
+def _numeric_shares(edges: np.ndarray, values: np.ndarray) -> np.ndarray:
+    index = np.where(np.isnan(values), edges.size + 1,
+                     np.searchsorted(edges, values, side="left"))
+    return np.bincount(index, minlength=edges.size + 2) / values.size
+
+
+def _numeric_edges(ref: pl.Series, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """The reference's cut points and its shares over them (the null bin last)."""
+    r = _float_values(ref)
     finite = r[np.isfinite(r)]
     edges = (np.unique(np.quantile(finite, np.arange(1, bins) / bins)) if finite.size
              else np.zeros(0))
+    return edges, _numeric_shares(edges, r)
+
+
+def _numeric_bins(edges: np.ndarray, r_share: np.ndarray, cur: pl.Series):
     bounds = ["-inf", *(f"{e:.6g}" for e in edges), "inf"]
     labels = [f"({lo}, {hi}]" for lo, hi in zip(bounds[:-2], bounds[1:-1], strict=True)]
     labels.append(f"({bounds[-2]}, inf)")
-
-    def shares(values: np.ndarray) -> np.ndarray:
-        index = np.where(np.isnan(values), edges.size + 1,
-                         np.searchsorted(edges, values, side="left"))
-        return np.bincount(index, minlength=edges.size + 2) / values.size
-
-    r_share, c_share = shares(r), shares(c)
+    c_share = _numeric_shares(edges, _float_values(cur))
     if r_share[-1] == 0 and c_share[-1] == 0:
         return labels, r_share[:-1], c_share[:-1]
     return [*labels, NULL_BIN], r_share, c_share
 
 
-def _category_bins(ref: pl.Series, cur: pl.Series):
-    def shares(values: pl.Series) -> pl.DataFrame:
-        return (values.cast(pl.String).fill_null(NULL_BIN).alias("bin").value_counts(name="n")
-                .with_columns(share=pl.col("n") / values.len()).drop("n"))
+def _category_shares(values: pl.Series) -> pl.DataFrame:
+    return (values.cast(pl.String).fill_null(NULL_BIN).alias("bin").value_counts(name="n")
+            .with_columns(share=pl.col("n") / values.len()).drop("n"))
 
-    table = shares(ref).join(shares(cur), on="bin", how="full", coalesce=True,
-                             suffix="_current").fill_null(0.0)
+
+def _category_bins(reference: pl.DataFrame, cur: pl.Series):
+    table = reference.join(_category_shares(cur), on="bin", how="full", coalesce=True,
+                           suffix="_current").fill_null(0.0)
     table = table.sort(pl.col("bin") == NULL_BIN, "bin")  # the null bin last
     return (table["bin"].to_list(), table["share"].to_numpy(),
             table["share_current"].to_numpy())

@@ -14,7 +14,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from churn_assets import catalog
-from churn_assets.decisions.drift import population_stability
+from churn_assets.decisions.drift import DriftReference
 from churn_assets.ml.dataset import only_at_risk
 from churn_assets.ml.registry import CHAMPION, MODEL_NAME, MlflowLocation
 from churn_assets.reports.brief import SNAPSHOT, BriefInputs
@@ -37,40 +37,116 @@ def latest_scored_day(store: TableStore) -> date | None:
     return to_polars(store.read(SCORES, columns=[SNAPSHOT]))[SNAPSHOT].max()
 
 
+class BriefSource:
+    """What the briefs of a window of days are drawn from, read once for the window: the trend
+    window's tables for all its days, the model history and the drift reference. A backfill
+    renders a page per day; reading each page's 60-day trend, the registry and the reference
+    again for every day was most of a year's scoring job."""
+
+    def __init__(self, store: TableStore, location: MlflowLocation, settings: Settings,
+                 window: DateWindow, trend_days: int = TREND_DAYS, currency: str = "€",
+                 mlflow_ui: str | None = None) -> None:
+        self.settings, self.window, self.trend_days = settings, window, trend_days
+        self.currency = currency
+        trend = DateWindow(window.start - timedelta(days=trend_days - 1), window.end)
+
+        def read(table: str, over: DateWindow = trend, columns=None) -> pl.DataFrame:
+            if not store.exists(table):
+                return pl.DataFrame()
+            return to_polars(store.read(table, over, SNAPSHOT, columns=columns))
+
+        self.scores = read(SCORES)
+        customers = read(FEATURES, columns=[SNAPSHOT])
+        self.customers = (customers.group_by(SNAPSHOT).agg(customers=pl.len()) if customers.height
+                          else pl.DataFrame(schema={SNAPSHOT: pl.Date, "customers": pl.UInt32}))
+        self.labels = read(LABELS, columns=[SNAPSHOT, "customer_id", "churned"])
+        self.actions = read(ACTIONS)
+        self.whales = read(WHALES, window)
+        self.outcomes = read(OUTCOMES, DateWindow(date(1970, 1, 1), window.end))
+        self.models, self.importance, self.calibration, champion_run = model_history(location)
+        self.links = {}
+        if mlflow_ui and champion_run:
+            self.links["champion run in MLflow"] = mlflow_run_url(mlflow_ui, location,
+                                                                  champion_run)
+        self.population = scored_population(store, settings, window)
+        self.reference = drift_reference(store, settings, self.population)
+        # The latest weekly forecast, whatever day the page is for: it is small (weeks x
+        # segments) and there is one.
+        self.forecast = (to_polars(store.read(FORECAST)).filter(pl.col("segment") == "all")
+                         if store.exists(FORECAST) else pl.DataFrame())
+
+    def inputs(self, day: date) -> BriefInputs:
+        if not self.window.start <= day < self.window.end:
+            raise ValueError(f"{day} is outside the brief source's window {self.window}")
+        first = day - timedelta(days=self.trend_days - 1)
+
+        def trend(frame: pl.DataFrame) -> pl.DataFrame:
+            return frame if frame.is_empty() else frame.filter(pl.col(SNAPSHOT).is_between(first, day))
+
+        def through(frame: pl.DataFrame) -> pl.DataFrame:
+            return frame if frame.is_empty() else frame.filter(pl.col(SNAPSHOT) <= day)
+
+        def on(frame: pl.DataFrame) -> pl.DataFrame:
+            return frame if frame.is_empty() else frame.filter(pl.col(SNAPSHOT) == day)
+
+        drift = self.settings.decisions.drift
+        return BriefInputs(
+            day=day, scores=trend(self.scores), customers=trend(self.customers),
+            labels=trend(self.labels), actions=trend(self.actions), whales=on(self.whales),
+            outcomes=through(self.outcomes), models=self.models, importance=self.importance,
+            calibration=self.calibration, drift=self.drift(day),
+            daily_budget=self.settings.decisions.policy.daily_budget,
+            drift_warn=drift.warn, drift_error=drift.error,
+            auc_floor=self.settings.model.auc_floor, currency=self.currency, links=self.links,
+            forecast=self.forecast,
+        )
+
+    def drift(self, day: date) -> pl.DataFrame:
+        """PSI per feature (and of the score) of ``day``'s scored population against the
+        champion's validation rows: the numbers of the ``feature_drift`` check."""
+        if self.reference is None:
+            return pl.DataFrame()
+        current = self.population.filter(pl.col(SNAPSHOT) == day)
+        if current.is_empty():
+            return pl.DataFrame()
+        return self.reference.compare(current).summary
+
+
 def read_inputs(store: TableStore, location: MlflowLocation, settings: Settings, day: date,
                 trend_days: int = TREND_DAYS, currency: str = "€",
                 mlflow_ui: str | None = None) -> BriefInputs:
-    window = DateWindow(day - timedelta(days=trend_days - 1), day + timedelta(days=1))
+    """One day's ``BriefInputs``."""
+    return BriefSource(store, location, settings, DateWindow.day(day), trend_days, currency,
+                       mlflow_ui).inputs(day)
 
-    def read(table: str, over: DateWindow | None = window, columns=None) -> pl.DataFrame:
-        if not store.exists(table):
-            return pl.DataFrame()
-        return to_polars(store.read(table, over, SNAPSHOT, columns=columns))
 
-    scores = read(SCORES)
-    customers = read(FEATURES, columns=[SNAPSHOT])
-    customers = (customers.group_by(SNAPSHOT).agg(customers=pl.len()) if customers.height
-                 else pl.DataFrame(schema={SNAPSHOT: pl.Date, "customers": pl.UInt32}))
-    models, importance, calibration, champion_run = model_history(location)
-    links = {}
-    if mlflow_ui and champion_run:
-        links["champion run in MLflow"] = mlflow_run_url(mlflow_ui, location, champion_run)
+def scored_population(store: TableStore, settings: Settings, window: DateWindow
+                      ) -> pl.DataFrame:
+    """The at-risk feature rows of ``window``'s scored days with their churn probability: the
+    population the drift check and the brief compare with the training reference."""
+    if not (store.exists(SCORES) and store.exists(FEATURES)):
+        return pl.DataFrame()
+    scores = to_polars(store.read(SCORES, window, SNAPSHOT,
+                                  columns=["customer_id", SNAPSHOT, "churn_probability"]))
+    if scores.is_empty():
+        return pl.DataFrame()
+    features = to_polars(only_at_risk(store.read(FEATURES, window, SNAPSHOT),
+                                      settings.labels.horizon_days))
+    return features.join(scores, on=["customer_id", SNAPSHOT], how="left")
+
+
+def drift_reference(store: TableStore, settings: Settings, population: pl.DataFrame
+                    ) -> DriftReference | None:
+    """The champion's validation rows binned on the columns ``population`` shares with them,
+    or ``None`` without a reference or a population."""
+    if population.is_empty() or not store.exists(REFERENCE):
+        return None
+    reference = to_polars(store.read(REFERENCE))
+    columns = [c for c in reference.columns if c in population.columns
+               and c not in ("customer_id", SNAPSHOT)]
     drift = settings.decisions.drift
-    return BriefInputs(
-        day=day, scores=scores, customers=customers,
-        labels=read(LABELS, columns=[SNAPSHOT, "customer_id", "churned"]),
-        actions=read(ACTIONS), whales=read(WHALES, DateWindow.day(day)),
-        outcomes=read(OUTCOMES, DateWindow(date(1970, 1, 1), day + timedelta(days=1))),
-        models=models, importance=importance, calibration=calibration,
-        drift=drift_table(store, settings, day),
-        daily_budget=settings.decisions.policy.daily_budget,
-        drift_warn=drift.warn, drift_error=drift.error, auc_floor=settings.model.auc_floor,
-        currency=currency, links=links,
-        # The latest weekly forecast, whatever day the page is for: it is small (weeks x
-        # segments) and there is one.
-        forecast=(to_polars(store.read(FORECAST)).filter(pl.col("segment") == "all")
-                  if store.exists(FORECAST) else pl.DataFrame()),
-    )
+    return DriftReference(reference.select(columns), columns, bins=drift.bins, warn=drift.warn,
+                          error=drift.error)
 
 
 def model_history(location: MlflowLocation, model_name: str = MODEL_NAME
@@ -105,26 +181,6 @@ def mlflow_run_url(ui: str, location: MlflowLocation, run_id: str) -> str:
     return f"{ui.rstrip('/')}/#/experiments/{experiment}/runs/{run_id}"
 
 
-def drift_table(store: TableStore, settings: Settings, day: date) -> pl.DataFrame:
-    """PSI per feature (and of the score) of ``day``'s scored population against the
-    champion's validation rows: the numbers of the ``feature_drift`` check."""
-    if not (store.exists(REFERENCE) and store.exists(SCORES)):
-        return pl.DataFrame()
-    reference = to_polars(store.read(REFERENCE))
-    features = to_polars(only_at_risk(store.read(FEATURES, DateWindow.day(day), SNAPSHOT),
-                                      settings.labels.horizon_days))
-    scores = to_polars(store.read(SCORES, DateWindow.day(day), SNAPSHOT,
-                                  columns=["customer_id", SNAPSHOT, "churn_probability"]))
-    if scores.is_empty():
-        return pl.DataFrame()
-    current = features.join(scores, on=["customer_id", SNAPSHOT], how="left")
-    columns = [c for c in reference.columns if c in current.columns
-               and c not in ("customer_id", SNAPSHOT)]
-    drift = settings.decisions.drift
-    return population_stability(reference.select(columns), current.select(columns),
-                                bins=drift.bins, warn=drift.warn, error=drift.error).summary
-
-
 def _logged_table(client: MlflowClient, run_id: str, path: str) -> pl.DataFrame:
     """A table logged with ``mlflow.log_table`` (pandas 'split' JSON), or empty."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -144,13 +200,18 @@ def write_brief(store: TableStore, location: MlflowLocation, settings: Settings,
                 reports_dir: Path, currency: str = "€", mlflow_ui: str | None = None,
                 trend_days: int = TREND_DAYS) -> tuple[Path, BriefInputs]:
     """Render ``day``'s brief to ``reports_dir/brief/<day>.html`` (replacing it)."""
+    inputs = read_inputs(store, location, settings, day, trend_days, currency, mlflow_ui)
+    return write_page(inputs, reports_dir), inputs
+
+
+def write_page(inputs: BriefInputs, reports_dir: Path) -> Path:
+    """Render ``inputs`` to ``reports_dir/brief/<day>.html`` (replacing it)."""
     from churn_assets.reports.page import render
 
-    inputs = read_inputs(store, location, settings, day, trend_days, currency, mlflow_ui)
-    out = brief_path(reports_dir, day)
+    out = brief_path(reports_dir, inputs.day)
     out.parent.mkdir(parents=True, exist_ok=True)
     # Written beside and renamed: a reader never sees half a page.
     partial = out.with_suffix(".html.tmp")
     partial.write_text(render(inputs), encoding="utf-8")
     partial.replace(out)
-    return out, inputs
+    return out

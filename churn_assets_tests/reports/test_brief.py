@@ -22,10 +22,11 @@ from churn_assets.ml.forecast import FORECAST_SCHEMA
 from churn_assets.reports import svg
 from churn_assets.reports.browser import Chromium, check_page, find_chromium
 from churn_assets.reports.format import money, percent, points
-from churn_assets.reports.inputs import brief_path, read_inputs
+from churn_assets.reports.inputs import BriefSource, brief_path, read_inputs
 from churn_assets.reports.page import render
 from churn_assets.reports.server import page_url
 from churn_assets.resources import build_resources
+from churn_assets.resources.store import DateWindow
 from churn_assets.settings import load_settings
 from churn_assets_tests.conftest import free_port, wait_until_served
 from churn_assets_tests.scored_world import LAST, SCORED_FROM
@@ -188,8 +189,29 @@ def test_churn_assets_report_writes_the_page_and_refuses_an_unscored_day(scored_
     assert main(["report"]) == 0
     assert str(brief_path(paths.reports, LAST)) in capsys.readouterr().out
     assert brief_path(paths.reports, LAST).exists()
-    assert main(["report", "--day", str(SCORED_FROM - timedelta(days=1))]) == 2
+    unscored = SCORED_FROM - timedelta(days=1)
+    assert main(["report", "--day", str(unscored)]) == 2
     assert "has no scores" in capsys.readouterr().err
+    assert not brief_path(paths.reports, unscored).exists()
+
+
+def test_pages_of_a_multi_day_run_equal_pages_read_for_their_day_alone(scored_world):
+    """The scoring job reads what its days' pages share once (``BriefSource`` over the run's
+    days); each page must still be the one its day alone gives (trend window, whales,
+    outcomes so far, drift of that day)."""
+    paths, _ = scored_world
+    settings = load_settings(paths)
+    resources = build_resources("local", paths, settings)
+    location, ui = resources["mlflow"].location(), resources["mlflow"].ui_url
+    source = BriefSource(resources["store"], location, settings,
+                         DateWindow(SCORED_FROM, LAST + timedelta(days=1)), mlflow_ui=ui)
+    for day in (SCORED_FROM, SCORED_FROM + timedelta(days=7), LAST):
+        alone = read_inputs(resources["store"], location, settings, day, mlflow_ui=ui)
+        assert not alone.drift.is_empty() and not alone.today(alone.scores).is_empty()
+        assert not alone.outcomes.is_empty() or day == SCORED_FROM
+        assert render(source.inputs(day)) == render(alone), day
+    with pytest.raises(ValueError, match="outside"):
+        source.inputs(LAST + timedelta(days=1))
 
 
 def test_formats_and_axes():
