@@ -40,12 +40,14 @@ SCORE_COLUMNS = {
 }
 
 
-def score_day(features: pl.DataFrame, model, version: str, cltv: KeptCltv, settings: Settings
-              ) -> pl.DataFrame:
-    """``SCORE_COLUMNS`` for one day's at-risk features."""
+def score_day(features: pl.DataFrame, model, version: str, cltv: KeptCltv, settings: Settings,
+              predicted: pl.DataFrame | None = None) -> pl.DataFrame:
+    """``SCORE_COLUMNS`` for one day's at-risk features; ``predicted`` is the model's output for
+    exactly these rows, in their order, when it was computed for a larger batch."""
     if features.is_empty():
         return pl.DataFrame(schema=SCORE_COLUMNS)
-    predicted = score_with(model, features)
+    if predicted is None:
+        predicted = score_with(model, features)
     value = cltv.predict(features, settings.model.cltv_horizon_days).select("customer_id", "cltv")
     drivers = [c for c in predicted.columns if c.startswith("driver_") and c[7:].isdigit()]
     scored = (
@@ -65,8 +67,10 @@ def score_day(features: pl.DataFrame, model, version: str, cltv: KeptCltv, setti
 
 @dataclass(frozen=True)
 class DailyScorer:
-    """Scores any batch of gold feature rows: the at-risk ones, day by day (the CLTV and the
-    model's outputs join on ``customer_id``, which is unique only within a day).
+    """Scores any batch of gold feature rows: the at-risk ones, the model once for the whole
+    batch (its SHAP drivers are computed per tree and batch, so a backfill's days share the
+    work), then day by day (the CLTV and the model's outputs join on ``customer_id``, which is
+    unique only within a day).
 
     Row-local, so ``map_frames`` can run it per Arrow batch on Spark executors; it carries the
     champion pyfunc and the CLTV parameters to them (pickled with it), never a resource.
@@ -79,9 +83,15 @@ class DailyScorer:
 
     def __call__(self, features: pl.DataFrame) -> pl.DataFrame:
         features = only_at_risk(features, self.settings.labels.horizon_days)
+        if features.is_empty():
+            return pl.DataFrame(schema=SCORE_COLUMNS)
+        features = features.sort(SNAPSHOT, maintain_order=True)
+        predicted = score_with(self.model, features).with_columns(features[SNAPSHOT])
         days = features.partition_by(SNAPSHOT, maintain_order=True)
+        outputs = predicted.partition_by(SNAPSHOT, maintain_order=True, include_key=False)
         return pl.concat([pl.DataFrame(schema=SCORE_COLUMNS)] + [
-            score_day(day, self.model, self.version, self.cltv, self.settings) for day in days])
+            score_day(day, self.model, self.version, self.cltv, self.settings, output)
+            for day, output in zip(days, outputs, strict=True)])
 
 
 def load_cltv(store: TableStore) -> KeptCltv:

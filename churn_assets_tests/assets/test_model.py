@@ -226,6 +226,31 @@ def test_scores_come_from_the_champion_and_decisions_keep_the_budget(scored):
     assert actions["customer_id"].is_unique().all()
 
 
+def test_a_multi_day_run_scores_each_day_as_that_day_alone(scored):
+    """The scoring job runs the model once over all its days (the SHAP work is shared); every
+    day's rows must be what scoring that day by itself gives."""
+    from churn_assets.assets.scores import load_cltv, score_day
+    from churn_assets.ml.dataset import only_at_risk
+    from churn_assets.ml.gate import GatePolicy
+    from churn_assets.resources import build_resources
+    from churn_assets.settings import load_settings
+
+    paths, _ = scored
+    settings = load_settings(paths)
+    resources = build_resources("local", paths, settings)
+    mlflow_resource = resources["mlflow"]
+    model = mlflow_resource.load_champion(GatePolicy.from_settings(settings.model))
+    cltv = load_cltv(resources["store"])
+    features = only_at_risk(lake(paths, "gold.customer_features").filter(
+        pl.col("snapshot_date") >= SCORED_FROM), settings.labels.horizon_days)
+    alone = pl.concat(
+        score_day(day, model, mlflow_resource.champion_version(), cltv, settings)
+        for day in features.partition_by("snapshot_date"))
+    assert alone["snapshot_date"].n_unique() == (LAST - SCORED_FROM).days + 1
+    assert_frame_equal(lake(paths, "scores.daily"), alone.sort("snapshot_date", "customer_id"),
+                       check_exact=True)
+
+
 def test_rerunning_scores_and_decisions_changes_nothing(scored, instance):
     paths, _ = scored
     before = {t: lake(paths, t) for t in ("scores.daily", "decisions.actions", "decisions.whales")}
