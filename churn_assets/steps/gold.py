@@ -25,7 +25,7 @@ from churn_assets.settings import DOMAINS
 from churn_assets.steps.reads import CHUNK_DAYS, chunks, first_arrival
 from churn_assets.transforms import gold
 from churn_assets.transforms.contracts import PARTITION_COLUMN as ARRIVAL
-from churn_assets.transforms.engine import materialize
+from churn_assets.transforms.engine import backend, materialize
 
 SNAPSHOT = catalog.SNAPSHOT_DATE
 ACTIVITY, CATEGORIES = catalog.DAILY_ACTIVITY.full_name, catalog.ORDER_CATEGORIES.full_name
@@ -65,6 +65,7 @@ def write_feature_days(store: TableStore, window: DateWindow, partition_start: d
         categories = _read(store, CATEGORIES, chunk, ahead)
         customers = _read(store, CUSTOMERS, chunk, ahead)
         tickets = _read(store, TICKETS, chunk, reach)
+        pending = _PendingDays(store)
         for day in chunk.days:
             if state is None and day > partition_start:
                 state = _stored_state(store, day - timedelta(days=1))
@@ -83,14 +84,53 @@ def write_feature_days(store: TableStore, window: DateWindow, partition_start: d
             absent = {d for d, first in first_arrivals.items() if first is None or first > day}
             features = gold.features(
                 state, _arrived(activity, day, reach), _arrived(tickets, day, reach), day, absent)
-            one_day = DateWindow.day(day)
-            store.replace_window(STATE, state.profiles, one_day, SNAPSHOT)
-            store.replace_window(STATE_CATEGORIES, state.categories, one_day, SNAPSHOT)
-            store.replace_window(FEATURES, features, one_day, SNAPSHOT)
-            state = _written_state(store, day)
+            pending.add(day, state, features)
+            if not _in_memory(state.profiles):
+                pending.write()
+                state = _written_state(store, day)
             result.absent_domains_on_last_day = absent
+        pending.write()
         log.info(f"gold features {chunk} written")
     return result
+
+
+class _PendingDays:
+    """Days of state and features computed but not yet written, written as one commit per
+    table. Polars frames are in memory, so a chunk's days are written together (a commit per
+    day and table was half of gold's time, and each commit leaves a small file). A Spark day
+    is written at once and read back (``_written_state``)."""
+
+    def __init__(self, store: TableStore, max_rows: int = 2_000_000):
+        self.store, self.max_rows = store, max_rows
+        self.days: list[date] = []
+        self.frames: dict[str, list] = {STATE: [], STATE_CATEGORIES: [], FEATURES: []}
+        self.rows = 0
+
+    def add(self, day: date, state: gold.CustomerState, features) -> None:
+        self.days.append(day)
+        for table, frame in ((STATE, state.profiles), (STATE_CATEGORIES, state.categories),
+                             (FEATURES, features)):
+            self.frames[table].append(frame)
+        if _in_memory(state.profiles):
+            # Bounds memory at scale: a chunk of 100,000 customers is ~3M rows a table.
+            self.rows += nw.from_native(state.profiles).select(nw.len()).collect().item()
+            if self.rows >= self.max_rows:
+                self.write()
+
+    def write(self) -> None:
+        if not self.days:
+            return
+        span = DateWindow(self.days[0], self.days[-1] + timedelta(days=1))
+        for table, frames in self.frames.items():
+            native = [nw.from_native(f) for f in frames]
+            self.store.replace_window(table, nw.concat(native).to_native() if len(native) > 1
+                                      else frames[0], span, SNAPSHOT)
+            frames.clear()
+        self.days, self.rows = [], 0
+
+
+def _in_memory(frame) -> bool:
+    return backend(nw.from_native(frame)) == "polars"
 
 
 def _read(store: TableStore, table: str, chunk: DateWindow, days_before: int):
