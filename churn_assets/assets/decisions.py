@@ -29,7 +29,7 @@ from churn_assets.ml.uplift import UpliftModel
 from churn_assets.resources.mlflow import MlflowResource
 from churn_assets.resources.store import DateWindow, TableStore
 from churn_assets.settings import Settings
-from churn_assets.steps.reads import last_arrival, to_polars
+from churn_assets.steps.reads import CHUNK_DAYS, chunks, last_arrival, to_polars
 from churn_assets.transforms.contracts import PARTITION_COLUMN as ARRIVAL
 
 ACTIONS, WHALES, OUTCOMES = (t.full_name for t in (catalog.ACTIONS, catalog.WHALES, catalog.OUTCOMES))
@@ -112,12 +112,14 @@ def budget_note(budget: float, fed: int) -> str:
     return f"{fed} customers fed (treated, control and explored)"
 
 
-def recently_selected(store: TableStore, day: date, cooldown_days: int) -> pl.DataFrame:
-    """Customers selected (treated or control) in the ``cooldown_days`` before ``day``."""
+def recently_selected(store: TableStore, day: date, cooldown_days: int,
+                      columns: tuple[str, ...] | list[str] = ("customer_id",)) -> pl.DataFrame:
+    """Customers selected (treated or control) in the ``cooldown_days`` before ``day``
+    (``columns`` of their rows; unique rows)."""
     if cooldown_days == 0 or not store.exists(ACTIONS):
-        return pl.DataFrame(schema={"customer_id": pl.String})
+        return pl.DataFrame(schema={c: pl.Date if c == SNAPSHOT else pl.String for c in columns})
     window = DateWindow(day - timedelta(days=cooldown_days), day)
-    return to_polars(store.read(ACTIONS, window, SNAPSHOT, columns=["customer_id"])).unique()
+    return to_polars(store.read(ACTIONS, window, SNAPSHOT, columns=list(columns))).unique()
 
 
 def build_decision_assets(partitions_def, settings: Settings) -> list[dg.AssetsDefinition]:
@@ -155,26 +157,39 @@ def build_decision_assets(partitions_def, settings: Settings) -> list[dg.AssetsD
                                         else " (configured)"))
         retention = measured_control_retention(store, window.start)
         days, plans, fed, whales = [], [], 0, 0
-        for day in window.days:
-            today = scores.filter(pl.col(SNAPSHOT) == day)
-            eligible = today.join(recently_selected(store, day, policy.cooldown_days),
-                                  on="customer_id", how="anti")
-            predicted = predicted_uplift(store, champion[0], eligible, day) if champion else None
-            decided = decide(eligible, learned.decisions, uplift=predicted,
-                             window_days=settings.scoring.outcome_window_days,
-                             retention=retention)
-            feed = crm_feed(decided.decisions).join(
-                decided.decisions.select("customer_id", *DECIDED_EXTRA), on="customer_id")
+        # A chunk of days is decided in memory and written as one commit per table: each
+        # day's cooldown sees the chunk's earlier days from memory, as it would from the table.
+        for chunk in chunks(window, CHUNK_DAYS):
+            selected = recently_selected(store, chunk.start, policy.cooldown_days,
+                                         columns=["customer_id", SNAPSHOT])
+            feeds, vips = [], []
+            for day in chunk.days:
+                today = scores.filter(pl.col(SNAPSHOT) == day)
+                cooling = selected.filter(
+                    pl.col(SNAPSHOT) >= day - timedelta(days=policy.cooldown_days))
+                eligible = today.join(cooling, on="customer_id", how="anti")
+                predicted = (predicted_uplift(store, champion[0], eligible, day) if champion
+                             else None)
+                decided = decide(eligible, learned.decisions, uplift=predicted,
+                                 window_days=settings.scoring.outcome_window_days,
+                                 retention=retention)
+                feed = crm_feed(decided.decisions).join(
+                    decided.decisions.select("customer_id", *DECIDED_EXTRA), on="customer_id")
+                if policy.cooldown_days:
+                    selected = pl.concat([selected, feed.select(selected.columns)])
+                earlier = scores.filter(
+                    pl.col(SNAPSHOT) == day - timedelta(days=policy.rising_risk_days))
+                vip = whale_list(today, earlier, policy, learned.decisions.bands)
+                feeds.append(feed)
+                vips.append(vip)
+                days.append(decided.days)
+                plans.append(decided.power)
+                fed, whales = fed + feed.height, whales + vip.height
             # Tables written before the experiment columns existed gain them (old rows: null,
             # read as not randomized).
-            store.replace_window(ACTIONS, feed, DateWindow.day(day), SNAPSHOT,
+            store.replace_window(ACTIONS, pl.concat(feeds), chunk, SNAPSHOT,
                                  allow_new_columns=True)
-            earlier = scores.filter(pl.col(SNAPSHOT) == day - timedelta(days=policy.rising_risk_days))
-            vip = whale_list(today, earlier, policy, learned.decisions.bands)
-            store.replace_window(WHALES, vip, DateWindow.day(day), SNAPSHOT)
-            days.append(decided.days)
-            plans.append(decided.power)
-            fed, whales = fed + feed.height, whales + vip.height
+            store.replace_window(WHALES, pl.concat(vips), chunk, SNAPSHOT)
         summary = pl.concat(days) if days else pl.DataFrame()
         plan = pl.concat(plans) if plans else pl.DataFrame()
         latest_plan = plan.filter(pl.col(SNAPSHOT) == plan[SNAPSHOT].max()) if plan.height \
