@@ -416,10 +416,10 @@ def _dispatch(phase: list[str]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m churn_assets.lab.bench")
     parser.add_argument("--only", choices=("transactions", "gold", "engines", "training",
-                                           "serving", "upkeep"),
+                                           "serving", "upkeep", "run"),
                         help="run only the simulator/bronze benchmark, the gold one, the "
                         "local-vs-spark one, the churn model training one, the scoring API one, "
-                        "or the Delta upkeep one")
+                        "the Delta upkeep one, or `churn-assets run` end to end")
     parser.add_argument("--engine-customers", type=int, default=300,
                         help="customers of the world run on both engines")
     parser.add_argument("--engine-days", type=int, default=40,
@@ -450,6 +450,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="daily commits of the Delta upkeep benchmark")
     parser.add_argument("--upkeep-customers", type=int, default=100_000,
                         help="rows per daily commit of the Delta upkeep benchmark")
+    parser.add_argument("--run-customers", default="10000",
+                        help="customers of the worlds `churn-assets run` is timed on (a comma "
+                        "list, e.g. 10000,30000,100000 for the curve)")
+    parser.add_argument("--run-days", type=int, default=365, help="days of those worlds")
+    parser.add_argument("--world-cache", type=Path,
+                        default=Path.home() / ".cache" / "churn-assets" / "worlds",
+                        help="where simulated worlds are kept between benchmarks")
     parser.add_argument("--home", type=Path, help="data root to use (default: a temporary dir)")
     parser.add_argument("--keep", action="store_true", help="keep the data root afterwards")
     parser.add_argument("--phase", nargs="+", help=argparse.SUPPRESS)
@@ -483,6 +490,12 @@ def main(argv: list[str] | None = None) -> int:
 
             sections.append(upkeep_section(home / "upkeep", args.upkeep_days,
                                            args.upkeep_customers))
+        if args.only in (None, "run"):
+            from churn_assets.lab.run_bench import run_section
+
+            counts = sorted(int(c) for c in args.run_customers.split(","))
+            sections.append(run_section(home / "run", args.world_cache, counts, args.run_days,
+                                        date(2025, 1, 1), seed=11))
     finally:
         if not args.keep and not args.home:
             shutil.rmtree(home, ignore_errors=True)

@@ -1,0 +1,149 @@
+"""What a user meets first: `churn-assets run` on a year of history, end to end (landing ->
+bronze -> silver -> gold -> labels -> training -> a year of scores, decisions, briefs and
+outcomes), timed as one command in its own process, with the time of every Dagster job and
+step and the rows each layer wrote.
+
+Worlds are simulated once and cached by the simulator's config and code
+(``<cache>/<fingerprint>/landing``); each measured run gets a fresh data root whose landing zone
+hard-links the cached files (drops are immutable), and a fresh Dagster home under it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+
+import churn_assets
+from churn_assets.lab.runner import code_version, fingerprint
+from churn_assets.settings import Paths
+
+LAYERS = ("bronze", "silver", "gold")
+
+
+def cached_world(cache: Path, customers: int, days: int, start: date, seed: int) -> tuple[
+        Path, float | None]:
+    """The landing zone of the simulated world (simulated now when not cached) and the seconds
+    simulating took (``None`` when it came from the cache)."""
+    from churn_assets.simulator import SimConfig, simulate
+
+    config = SimConfig(customers=customers, days=days, start=start, seed=seed)
+    simulator = Path(churn_assets.__file__).parent / "simulator"
+    key = fingerprint(json.dumps(dataclasses.asdict(config), default=str, sort_keys=True),
+                      code_version(simulator))[:16]
+    world = cache / f"{customers}x{days}-{key}"
+    if (world / "complete").exists():
+        return world / "landing", None
+    shutil.rmtree(world, ignore_errors=True)
+    began = time.perf_counter()
+    simulate(Paths(world), config)
+    seconds = time.perf_counter() - began
+    (world / "complete").write_text(json.dumps(dataclasses.asdict(config), default=str))
+    return world / "landing", seconds
+
+
+def timed_run(landing: Path, home: Path) -> dict:
+    """`churn-assets run` over ``landing`` in a fresh data root ``home``: wall seconds, the
+    child's peak RSS, and seconds per job and per step from its Dagster home."""
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    shutil.copytree(landing, home / "landing", copy_function=os.link)
+    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
+    env.update(CHURN_HOME=str(home), CHURN_ENV="local")
+    began = time.perf_counter()
+    # From the data root: no dagster.yaml there, so the Dagster home is <home>/dagster.
+    done = subprocess.run([sys.executable, "-m", "churn_assets.cli", "run"], cwd=home, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seconds = time.perf_counter() - began
+    if done.returncode != 0:
+        raise RuntimeError(f"churn-assets run failed ({done.returncode}):\n{done.stdout[-3000:]}")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    jobs, steps = dagster_times(home / "dagster")
+    return {"seconds": seconds, "peak_rss_mb": peak, "jobs": jobs, "steps": steps,
+            "rows": layer_rows(Paths(home))}
+
+
+def dagster_times(dagster_home: Path) -> tuple[dict[str, float], dict[str, float]]:
+    """Seconds per job (first to last event of each run, summed) and per step (summed)."""
+    import dagster as dg
+
+    jobs: dict[str, float] = defaultdict(float)
+    steps: dict[str, float] = defaultdict(float)
+    kinds = {dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.RUN_START,
+             dg.DagsterEventType.RUN_SUCCESS, dg.DagsterEventType.RUN_FAILURE}
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        for run in instance.get_runs():
+            records = instance.get_records_for_run(run.run_id, of_type=kinds).records
+            stamps = [r.event_log_entry.timestamp for r in records]
+            jobs[run.job_name] += max(stamps) - min(stamps) if stamps else 0.0
+            for record in records:
+                event = record.event_log_entry.dagster_event
+                if event and event.event_type == dg.DagsterEventType.STEP_SUCCESS:
+                    steps[event.step_key] += event.event_specific_data.duration_ms / 1000
+    return dict(jobs), dict(steps)
+
+
+def layer_rows(paths: Paths) -> dict[str, int]:
+    """Rows each layer's tables hold (quarantine and exceptions included: they were written)."""
+    rows = {}
+    for layer in LAYERS:
+        tables = [t for t in sorted((paths.lake / layer).glob("*")) if (t / "_delta_log").is_dir()]
+        rows[layer] = sum(pl.scan_delta(str(t)).select(pl.len()).collect().item()
+                          for t in tables)
+    return rows
+
+
+def layer_seconds(steps: dict[str, float]) -> dict[str, float]:
+    """Step seconds per layer (step keys start with the layer, e.g. ``silver_events``; the
+    labels, ``gold__churn_labels``, are gold)."""
+    return {layer: sum(s for key, s in steps.items() if key.startswith(f"{layer}_"))
+            for layer in LAYERS}
+
+
+def run_section(home: Path, cache: Path, customers: list[int], days: int, start: date,
+                seed: int) -> list[str]:
+    results = []
+    for count in customers:
+        landing, simulated = cached_world(cache, count, days, start, seed)
+        landed = sum(1 for _ in landing.rglob("*") if _.is_file())
+        result = timed_run(landing, home / f"run-{count}")
+        results.append((count, simulated, landed, result))
+    lines = [
+        f"### `churn-assets run` end to end ({days} days from {start}, seed {seed}, all five "
+        "domains)", "",
+        "One command in its own process: landing -> bronze -> silver -> gold -> labels -> "
+        "training -> scores, decisions and briefs for every day -> outcomes. Step seconds are "
+        "Dagster's; rows are what each layer's tables hold afterwards.", "",
+        "| customers | wall s | peak RSS MB | daily job s | labels s | training s | scoring s "
+        "| outcomes s | bronze rows/s | silver rows/s | gold rows/s |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for count, _, _, result in results:
+        jobs, per_layer = result["jobs"], layer_seconds(result["steps"])
+        rates = [f"{result['rows'][layer] / per_layer[layer]:,.0f}" if per_layer[layer] else "–"
+                 for layer in LAYERS]
+        lines.append(
+            f"| {count:,} | {result['seconds']:,.0f} | {result['peak_rss_mb']:,.0f} | "
+            + " | ".join(f"{jobs.get(j, 0.0):,.0f}" for j in (
+                "churn_daily", "churn_labels", "churn_training", "churn_scoring",
+                "churn_outcomes"))
+            + f" | {' | '.join(rates)} |")
+    lines += ["", "Slowest steps (seconds, summed over the run's Dagster runs):", ""]
+    for count, simulated, landed, result in results:
+        top = sorted(result["steps"].items(), key=lambda kv: -kv[1])[:8]
+        made = (f"simulated in {simulated:,.0f} s" if simulated is not None
+                else "world from the cache")
+        lines.append(f"- {count:,} customers ({landed:,} landing files, {made}; rows: "
+                     + ", ".join(f"{layer} {result['rows'][layer]:,}" for layer in LAYERS)
+                     + "): " + ", ".join(f"{key} {s:,.1f}" for key, s in top))
+    return lines
