@@ -493,7 +493,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.only in (None, "run"):
             from churn_assets.lab.run_bench import run_section
 
-            counts = sorted(int(c) for c in args.run_customers.split(","))
+            counts = [int(c) for c in args.run_customers.split(",")]
             sections.append(run_section(home / "run", args.world_cache, counts, args.run_days,
                                         date(2025, 1, 1), seed=11))
     finally:

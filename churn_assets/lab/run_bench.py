@@ -67,6 +67,7 @@ def timed_run(landing: Path, home: Path) -> dict:
     seconds = time.perf_counter() - began
     if done.returncode != 0:
         raise RuntimeError(f"churn-assets run failed ({done.returncode}):\n{done.stdout[-3000:]}")
+    # The largest of the children waited for so far: run_section runs the smallest world first.
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     jobs, steps = dagster_times(home / "dagster")
     return {"seconds": seconds, "peak_rss_mb": peak, "jobs": jobs, "steps": steps,
@@ -113,7 +114,7 @@ def layer_seconds(steps: dict[str, float]) -> dict[str, float]:
 def run_section(home: Path, cache: Path, customers: list[int], days: int, start: date,
                 seed: int) -> list[str]:
     results = []
-    for count in customers:
+    for count in sorted(customers):
         landing, simulated = cached_world(cache, count, days, start, seed)
         landed = sum(1 for _ in landing.rglob("*") if _.is_file())
         result = timed_run(landing, home / f"run-{count}")
