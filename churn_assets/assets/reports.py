@@ -47,7 +47,7 @@ def build_report_asset(partitions_def, settings: Settings, paths: Paths) -> dg.A
             raise dg.Failure(description=f"no scores for {window}: materialize scores/daily "
                              "(the churn_scoring job) for these days first")
         location = mlflow.location()
-        pages = []
+        pages, latest = 0, None  # only the latest page's inputs are kept: a year is 365 pages
         # A chunk of days at a time: what its pages share is read once, in bounded memory.
         for chunk in chunks(window, CHUNK_DAYS):
             source = None
@@ -59,14 +59,15 @@ def build_report_asset(partitions_def, settings: Settings, paths: Paths) -> dg.A
                                                config.trend_days, config.currency,
                                                mlflow.ui_url)
                 inputs = source.inputs(day)
-                pages.append((day, write_page(inputs, paths.reports), inputs))
-        day, path, inputs = pages[-1]
+                latest = (day, write_page(inputs, paths.reports), inputs)
+                pages += 1
+        day, path, inputs = latest
         today = inputs.today(inputs.scores)
         return dg.MaterializeResult(metadata={
             "brief": dg.MetadataValue.url(page_url(settings.reports.url, paths.reports, path)),
             "file": dg.MetadataValue.url(path.as_uri()),
             "path": dg.MetadataValue.path(str(path)),
-            "pages": len(pages),
+            "pages": pages,
             "latest_day": str(day),
             "customers_scored": today.height,
             "revenue_at_risk": money(float(today["revenue_at_risk"].sum()), config.currency),
