@@ -21,10 +21,10 @@ from churn_assets.ml.cltv_compare import KeptCltv
 from churn_assets.ml.dataset import only_at_risk
 from churn_assets.ml.gate import GatePolicy, NoChampionError
 from churn_assets.ml.registry import score_with
-from churn_assets.reports.inputs import drift_reference, scored_population
 from churn_assets.resources.mlflow import MlflowResource
 from churn_assets.resources.store import DateWindow, TableStore
 from churn_assets.settings import Settings
+from churn_assets.steps.drift import drift_reference, scored_population
 from churn_assets.steps.reads import CHUNK_DAYS, chunks, to_polars
 from churn_assets.transforms.engine import map_frames
 
@@ -85,7 +85,7 @@ class DailyScorer:
         features = only_at_risk(features, self.settings.labels.horizon_days)
         if features.is_empty():
             return pl.DataFrame(schema=SCORE_COLUMNS)
-        features = features.sort(SNAPSHOT, maintain_order=True)
+        # Row-aligned with ``features``, so both split into the same days in the same order.
         predicted = score_with(self.model, features).with_columns(features[SNAPSHOT])
         days = features.partition_by(SNAPSHOT, maintain_order=True)
         outputs = predicted.partition_by(SNAPSHOT, maintain_order=True, include_key=False)

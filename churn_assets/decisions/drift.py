@@ -88,14 +88,18 @@ class DriftReference:
             raise ValueError("drift needs rows on both sides; the reference has 0")
         self.features, self.rows = list(features), ref.height
         self.warn, self.error, self.epsilon = warn, error, epsilon
-        self._bins: dict[str, tuple[str, object, object]] = {}
+        # Per numeric feature its cut points and shares; per categorical one its shares.
+        self._numeric: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._categorical: dict[str, pl.DataFrame] = {}
         for name in self.features:
             kind = _kind(ref.schema[name])
             if kind is None:
                 raise ValueError(f"drift cannot bin column {name!r} of type {ref.schema[name]}; "
                                  "expected a numeric, string, categorical or boolean column")
-            self._bins[name] = ((kind, *_numeric_edges(ref[name], bins)) if kind == "numeric"
-                                else (kind, _category_shares(ref[name]), None))
+            if kind == "numeric":
+                self._numeric[name] = _numeric_edges(ref[name], bins)
+            else:
+                self._categorical[name] = _category_shares(ref[name])
 
     def compare(self, current: pl.DataFrame) -> DriftReport:
         if missing := [c for c in self.features if c not in current.columns]:
@@ -106,11 +110,12 @@ class DriftReference:
                              f"the current frame 0")
         rows, histograms = [], []
         for name in self.features:
-            kind, first, second = self._bins[name]
-            if kind == "numeric":
-                labels, r, c = _numeric_bins(first, second, current[name])
+            if name in self._numeric:
+                kind, (labels, r, c) = "numeric", _numeric_bins(*self._numeric[name],
+                                                                current[name])
             else:
-                labels, r, c = _category_bins(first, current[name])
+                kind, (labels, r, c) = "categorical", _category_bins(self._categorical[name],
+                                                                     current[name])
             value = psi(r, c, self.epsilon)
             rows.append({"feature": name, "kind": kind, "psi": value,
                          "status": drift_status(value, self.warn, self.error),

@@ -14,19 +14,17 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from churn_assets import catalog
-from churn_assets.decisions.drift import DriftReference
-from churn_assets.ml.dataset import only_at_risk
 from churn_assets.ml.registry import CHAMPION, MODEL_NAME, MlflowLocation
 from churn_assets.reports.brief import SNAPSHOT, BriefInputs
 from churn_assets.resources.store import DateWindow, TableStore
 from churn_assets.settings import Settings
+from churn_assets.steps.drift import drift_reference, scored_population
 from churn_assets.steps.reads import to_polars
 
 SCORES, FEATURES, LABELS = (t.full_name for t in (
     catalog.SCORES, catalog.CUSTOMER_FEATURES, catalog.CHURN_LABELS))
 ACTIONS, WHALES, OUTCOMES = (t.full_name for t in (
     catalog.ACTIONS, catalog.WHALES, catalog.OUTCOMES))
-REFERENCE = catalog.TRAINING_REFERENCE.full_name
 FORECAST = catalog.REVENUE_FORECAST.full_name
 TREND_DAYS = 60
 
@@ -56,9 +54,9 @@ class BriefSource:
             return to_polars(store.read(table, over, SNAPSHOT, columns=columns))
 
         self.scores = read(SCORES)
-        customers = read(FEATURES, columns=[SNAPSHOT])
-        self.customers = (customers.group_by(SNAPSHOT).agg(customers=pl.len()) if customers.height
-                          else pl.DataFrame(schema={SNAPSHOT: pl.Date, "customers": pl.UInt32}))
+        known = store.count_rows_by_day(FEATURES, trend, SNAPSHOT)
+        self.customers = pl.DataFrame({SNAPSHOT: list(known), "customers": list(known.values())},
+                                      schema={SNAPSHOT: pl.Date, "customers": pl.Int64})
         self.labels = read(LABELS, columns=[SNAPSHOT, "customer_id", "churned"])
         self.actions = read(ACTIONS)
         self.whales = read(WHALES, window)
@@ -68,7 +66,7 @@ class BriefSource:
         if mlflow_ui and champion_run:
             self.links["champion run in MLflow"] = mlflow_run_url(mlflow_ui, location,
                                                                   champion_run)
-        self.population = scored_population(store, settings, window)
+        self.population = scored_population(store, settings, window, self.scores)
         self.reference = drift_reference(store, settings, self.population)
         # The latest weekly forecast, whatever day the page is for: it is small (weeks x
         # segments) and there is one.
@@ -118,35 +116,6 @@ def read_inputs(store: TableStore, location: MlflowLocation, settings: Settings,
     """One day's ``BriefInputs``."""
     return BriefSource(store, location, settings, DateWindow.day(day), trend_days, currency,
                        mlflow_ui).inputs(day)
-
-
-def scored_population(store: TableStore, settings: Settings, window: DateWindow
-                      ) -> pl.DataFrame:
-    """The at-risk feature rows of ``window``'s scored days with their churn probability: the
-    population the drift check and the brief compare with the training reference."""
-    if not (store.exists(SCORES) and store.exists(FEATURES)):
-        return pl.DataFrame()
-    scores = to_polars(store.read(SCORES, window, SNAPSHOT,
-                                  columns=["customer_id", SNAPSHOT, "churn_probability"]))
-    if scores.is_empty():
-        return pl.DataFrame()
-    features = to_polars(only_at_risk(store.read(FEATURES, window, SNAPSHOT),
-                                      settings.labels.horizon_days))
-    return features.join(scores, on=["customer_id", SNAPSHOT], how="left")
-
-
-def drift_reference(store: TableStore, settings: Settings, population: pl.DataFrame
-                    ) -> DriftReference | None:
-    """The champion's validation rows binned on the columns ``population`` shares with them,
-    or ``None`` without a reference or a population."""
-    if population.is_empty() or not store.exists(REFERENCE):
-        return None
-    reference = to_polars(store.read(REFERENCE))
-    columns = [c for c in reference.columns if c in population.columns
-               and c not in ("customer_id", SNAPSHOT)]
-    drift = settings.decisions.drift
-    return DriftReference(reference.select(columns), columns, bins=drift.bins, warn=drift.warn,
-                          error=drift.error)
 
 
 def model_history(location: MlflowLocation, model_name: str = MODEL_NAME
