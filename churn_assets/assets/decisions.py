@@ -112,14 +112,13 @@ def budget_note(budget: float, fed: int) -> str:
     return f"{fed} customers fed (treated, control and explored)"
 
 
-def recently_selected(store: TableStore, day: date, cooldown_days: int,
-                      columns: tuple[str, ...] | list[str] = ("customer_id",)) -> pl.DataFrame:
-    """Customers selected (treated or control) in the ``cooldown_days`` before ``day``
-    (``columns`` of their rows; unique rows)."""
+def recently_selected(store: TableStore, day: date, cooldown_days: int) -> pl.DataFrame:
+    """Customers selected (treated or control) in the ``cooldown_days`` before ``day``, with
+    the day (``customer_id``, ``snapshot_date``)."""
     if cooldown_days == 0 or not store.exists(ACTIONS):
-        return pl.DataFrame(schema={c: pl.Date if c == SNAPSHOT else pl.String for c in columns})
+        return pl.DataFrame(schema={"customer_id": pl.String, SNAPSHOT: pl.Date})
     window = DateWindow(day - timedelta(days=cooldown_days), day)
-    return to_polars(store.read(ACTIONS, window, SNAPSHOT, columns=list(columns))).unique()
+    return to_polars(store.read(ACTIONS, window, SNAPSHOT, columns=["customer_id", SNAPSHOT]))
 
 
 def build_decision_assets(partitions_def, settings: Settings) -> list[dg.AssetsDefinition]:
@@ -160,8 +159,7 @@ def build_decision_assets(partitions_def, settings: Settings) -> list[dg.AssetsD
         # A chunk of days is decided in memory and written as one commit per table: each
         # day's cooldown sees the chunk's earlier days from memory, as it would from the table.
         for chunk in chunks(window, CHUNK_DAYS):
-            selected = recently_selected(store, chunk.start, policy.cooldown_days,
-                                         columns=["customer_id", SNAPSHOT])
+            selected = recently_selected(store, chunk.start, policy.cooldown_days)
             feeds, vips = [], []
             for day in chunk.days:
                 today = scores.filter(pl.col(SNAPSHOT) == day)
@@ -175,8 +173,7 @@ def build_decision_assets(partitions_def, settings: Settings) -> list[dg.AssetsD
                                  retention=retention)
                 feed = crm_feed(decided.decisions).join(
                     decided.decisions.select("customer_id", *DECIDED_EXTRA), on="customer_id")
-                if policy.cooldown_days:
-                    selected = pl.concat([selected, feed.select(selected.columns)])
+                selected = pl.concat([selected, feed.select(selected.columns)])
                 earlier = scores.filter(
                     pl.col(SNAPSHOT) == day - timedelta(days=policy.rising_risk_days))
                 vip = whale_list(today, earlier, policy, learned.decisions.bands)
