@@ -34,6 +34,8 @@ FEATURES = catalog.CUSTOMER_FEATURES.full_name
 CUSTOMERS, TICKETS = catalog.silver("customers").full_name, catalog.silver("tickets").full_name
 
 _log = logging.getLogger(__name__)
+# Polars state rows held before a commit: a 31-day chunk of 100,000 customers is ~3M per table.
+MAX_PENDING_ROWS = 2_000_000
 
 
 @dataclass
@@ -65,7 +67,10 @@ def write_feature_days(store: TableStore, window: DateWindow, partition_start: d
         categories = _read(store, CATEGORIES, chunk, ahead)
         customers = _read(store, CUSTOMERS, chunk, ahead)
         tickets = _read(store, TICKETS, chunk, reach)
-        pending = _PendingDays(store)
+        # Polars days wait in memory for one commit; a Spark day is written and read back at
+        # once, which cuts its plan (see _written_state).
+        in_memory = _in_memory(activity)
+        pending = _PendingDays(store, MAX_PENDING_ROWS if in_memory else 0)
         for day in chunk.days:
             if state is None and day > partition_start:
                 state = _stored_state(store, day - timedelta(days=1))
@@ -85,8 +90,7 @@ def write_feature_days(store: TableStore, window: DateWindow, partition_start: d
             features = gold.features(
                 state, _arrived(activity, day, reach), _arrived(tickets, day, reach), day, absent)
             pending.add(day, state, features)
-            if not _in_memory(state.profiles):
-                pending.write()
+            if not in_memory:
                 state = _written_state(store, day)
             result.absent_domains_on_last_day = absent
         pending.write()
@@ -96,11 +100,11 @@ def write_feature_days(store: TableStore, window: DateWindow, partition_start: d
 
 class _PendingDays:
     """Days of state and features computed but not yet written, written as one commit per
-    table. Polars frames are in memory, so a chunk's days are written together (a commit per
-    day and table was half of gold's time, and each commit leaves a small file). A Spark day
-    is written at once and read back (``_written_state``)."""
+    table once they hold ``max_rows`` state rows (0: every day at once) or when the chunk ends.
+    A commit per day and table was half of gold's time on Polars, and each leaves a small
+    file."""
 
-    def __init__(self, store: TableStore, max_rows: int = 2_000_000):
+    def __init__(self, store: TableStore, max_rows: int):
         self.store, self.max_rows = store, max_rows
         self.days: list[date] = []
         self.frames: dict[str, list] = {STATE: [], STATE_CATEGORIES: [], FEATURES: []}
@@ -111,20 +115,18 @@ class _PendingDays:
         for table, frame in ((STATE, state.profiles), (STATE_CATEGORIES, state.categories),
                              (FEATURES, features)):
             self.frames[table].append(frame)
-        if _in_memory(state.profiles):
-            # Bounds memory at scale: a chunk of 100,000 customers is ~3M rows a table.
+        if self.max_rows:
             self.rows += nw.from_native(state.profiles).select(nw.len()).collect().item()
-            if self.rows >= self.max_rows:
-                self.write()
+        if self.rows >= self.max_rows:
+            self.write()
 
     def write(self) -> None:
         if not self.days:
             return
         span = DateWindow(self.days[0], self.days[-1] + timedelta(days=1))
         for table, frames in self.frames.items():
-            native = [nw.from_native(f) for f in frames]
-            self.store.replace_window(table, nw.concat(native).to_native() if len(native) > 1
-                                      else frames[0], span, SNAPSHOT)
+            frame = nw.concat([nw.from_native(f) for f in frames]).to_native()
+            self.store.replace_window(table, frame, span, SNAPSHOT)
             frames.clear()
         self.days, self.rows = [], 0
 
