@@ -22,8 +22,6 @@ from collections import defaultdict
 from datetime import date
 from pathlib import Path
 
-import polars as pl
-
 import churn_assets
 from churn_assets.lab.runner import code_version, fingerprint
 from churn_assets.settings import Paths
@@ -96,12 +94,14 @@ def dagster_times(dagster_home: Path) -> tuple[dict[str, float], dict[str, float
 
 def layer_rows(paths: Paths) -> dict[str, int]:
     """Rows each layer's tables hold (quarantine and exceptions included: they were written)."""
-    rows = {}
-    for layer in LAYERS:
-        tables = [t for t in sorted((paths.lake / layer).glob("*")) if (t / "_delta_log").is_dir()]
-        rows[layer] = sum(pl.scan_delta(str(t)).select(pl.len()).collect().item()
-                          for t in tables)
-    return rows
+    from churn_assets import catalog
+    from churn_assets.resources import build_resources
+    from churn_assets.settings import load_settings
+
+    store = build_resources("local", paths, load_settings(paths))["store"]
+    return {layer: sum(store.count_rows(t.full_name) for t in catalog.TABLES
+                       if t.layer == layer and store.exists(t.full_name))
+            for layer in LAYERS}
 
 
 def layer_seconds(steps: dict[str, float]) -> dict[str, float]:
