@@ -155,6 +155,16 @@ class Chromium:
         return PageReport(url=url, console_errors=self.console_errors(),
                           requests=self.requested(), **drawn)
 
+    def listen(self, seconds: float) -> None:
+        """Collect what the page does for ``seconds`` more (a favicon is asked for after the
+        load event; events only arrive while someone reads the socket)."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                self._events.append(json.loads(self._socket.recv(timeout=left)))
+            except TimeoutError:
+                break
+
     def requested(self) -> list[str]:
         """Every URL the page asked for since it was loaded (scripts fetch after the load)."""
         return [e["params"]["request"]["url"] for e in self._events

@@ -73,6 +73,9 @@ def render(inputs: b.BriefInputs, generated_at: datetime | None = None) -> str:
     return (
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
         "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
+        # An inline empty icon: served over HTTP, the browser would otherwise fetch
+        # /favicon.ico after the page loaded, a 404 in the server's log.
+        "<link rel=\"icon\" href=\"data:,\">"
         f"<title>Retention brief {inputs.day}</title><style>{STYLE}</style></head><body>"
         f"<header><h1>Retention brief · {inputs.day:%A %d %B %Y}</h1>"
         f"<p>Scores of {inputs.day} by churn_model {escape(version)} · generated {generated}"

@@ -270,7 +270,9 @@ def test_report_serve_answers_the_link_the_ui_shows(scored_world, tmp_path):
         if find_chromium() is not None or os.environ.get("CI"):
             with Chromium() as browser:
                 report = browser.load(url)
-            assert report.console_errors == [] and report.requests == [url]
+                browser.listen(2.0)
+                later = browser.requested()
+            assert report.console_errors == [] and report.requests == [url] and later == [url]
             assert len(report.charts) >= 10
     finally:
         server.terminate()
