@@ -89,8 +89,10 @@ def test_the_scoring_job_renders_a_page_per_day_linked_from_metadata(scored_worl
     for offset in range((LAST - SCORED_FROM).days + 1):
         assert brief_path(paths.reports, SCORED_FROM + timedelta(days=offset)).exists()
     html = page.read_text()
-    # Self-contained: nothing to fetch (the only URL is a link to the MLflow UI).
-    assert not re.search(r"<(script|link|img|iframe)\b", html)
+    # Self-contained: nothing to fetch (the only URL is a link to the MLflow UI); the one
+    # <link> is the inline empty icon that stops a browser asking for /favicon.ico.
+    assert not re.search(r"<(script|img|iframe)\b", html)
+    assert re.findall(r"<link\b[^>]*>", html) == ['<link rel="icon" href="data:,">']
     assert "url(" not in html
     assert html.count("<svg") >= 10
     assert page.stat().st_size < 300_000
