@@ -285,7 +285,8 @@ class ForecastSettings(_Section):
 
 
 class MaintenanceSettings(_Section):
-    """Upkeep of the Delta tables: compaction of small files and vacuum of old ones."""
+    """Upkeep of the stored tables: compaction of small files, vacuum of old ones, and how many
+    days of gold state snapshots are kept."""
 
     schedule_cron: str = Field(
         "0 4 * * 0",
@@ -299,6 +300,12 @@ class MaintenanceSettings(_Section):
     small_file_mb: float = Field(
         16.0, gt=0,
         description="A data file under this size counts as small in the upkeep report.")
+    state_days: int = Field(
+        35, ge=0,
+        description="Days of gold/customer_state and customer_categories snapshots kept: the "
+        "newest this many and each run's last day; older days are deleted as gold writes "
+        "(0 keeps every day). Only the day before is read to continue; a rerun of an older "
+        "day rebuilds its state from history, to the same rows.")
 
 
 class ReportSettings(_Section):

@@ -16,7 +16,7 @@ from churn_assets import catalog
 from churn_assets.assets.common import markdown_preview, on_upstream_change
 from churn_assets.resources.store import DateWindow, TableStore
 from churn_assets.settings import Settings
-from churn_assets.steps.gold import reach_days, write_feature_days
+from churn_assets.steps.gold import prune_state, reach_days, write_feature_days
 from churn_assets.steps.reads import CHUNK_DAYS, chunks, last_arrival
 from churn_assets.transforms import gold, labels
 from churn_assets.transforms.contracts import PARTITION_COLUMN as ARRIVAL
@@ -73,6 +73,7 @@ def build_features_asset(partitions_def, settings: Settings) -> dg.AssetsDefinit
     ahead = settings.checks.max_days_ahead
     reach = reach_days(ahead)
     partition_start = partitions_def.start.date()
+    keep_days = settings.maintenance.state_days
     previous_day = _window_mapping(1, -1)
 
     # One computation writes the three tables from the same inputs, so the three specs share
@@ -110,10 +111,16 @@ def build_features_asset(partitions_def, settings: Settings) -> dg.AssetsDefinit
         window = DateWindow.from_time_window(context.partition_time_window)
         written = write_feature_days(store, window, partition_start, ahead, log=context.log)
         last_day = window.end - timedelta(days=1)
+        pruned = prune_state(store, last_day, keep_days)
+        if pruned.days_deleted:
+            context.log.info(f"customer state: deleted {pruned.days_deleted} day(s) before "
+                             f"{pruned.kept_from} (keeps {keep_days} and {last_day})")
 
         yield dg.MaterializeResult(asset_key=catalog.CUSTOMER_STATE.key, metadata={
             "dagster/row_count": store.count_rows(STATE, window, SNAPSHOT),
-            "rebuilt_from_history": written.rebuilt_from_history})
+            "rebuilt_from_history": written.rebuilt_from_history,
+            "state_days_deleted": pruned.days_deleted,
+            "state_kept_from": str(pruned.kept_from or "every day")})
         yield dg.MaterializeResult(asset_key=catalog.CUSTOMER_CATEGORIES.key, metadata={
             "dagster/row_count": store.count_rows(STATE_CATEGORIES, window, SNAPSHOT)})
         yield dg.MaterializeResult(asset_key=catalog.CUSTOMER_FEATURES.key, metadata={

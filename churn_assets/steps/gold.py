@@ -22,7 +22,7 @@ import narwhals as nw
 from churn_assets import catalog
 from churn_assets.resources.store import DateWindow, TableStore
 from churn_assets.settings import DOMAINS
-from churn_assets.steps.reads import CHUNK_DAYS, chunks, first_arrival
+from churn_assets.steps.reads import CHUNK_DAYS, chunks, column_bound, first_arrival
 from churn_assets.transforms import gold
 from churn_assets.transforms.contracts import PARTITION_COLUMN as ARRIVAL
 from churn_assets.transforms.engine import backend, materialize
@@ -76,9 +76,8 @@ def write_feature_days(store: TableStore, window: DateWindow, partition_start: d
                 state = _stored_state(store, day - timedelta(days=1))
             if state is None and day > partition_start:
                 result.rebuilt_from_history.append(day.isoformat())
-                say = log.warning if store.exists(STATE) else log.info
-                say(f"no customer state for {day - timedelta(days=1)}: building {day}'s "
-                    "from all history")
+                reason, gap = rebuild_reason(store, day)
+                (log.warning if gap else log.info)(reason)
                 state = _rebuilt_state(store, day)
             else:
                 state = gold.advance_state(
@@ -129,6 +128,50 @@ class _PendingDays:
             self.store.replace_window(table, frame, span, SNAPSHOT)
             frames.clear()
         self.days, self.rows = [], 0
+
+
+@dataclass
+class PrunedState:
+    """The state days one prune left: the oldest kept of the newest ``keep_days``, and the
+    run's last day (which may be older, so that a backfill's next day continues from it)."""
+
+    kept_from: date | None
+    days_deleted: int
+
+
+def prune_state(store: TableStore, last_day: date, keep_days: int) -> PrunedState:
+    """Delete the state and state categories of every day older than the newest ``keep_days``
+    stored days, except ``last_day``: only the day before is read to continue, and a day whose
+    previous state is gone is rebuilt from history to the same rows. So the state grows with
+    customers, not with days (Delta frees the deleted files at the next vacuum)."""
+    newest = column_bound(store, STATE, SNAPSHOT, "max")
+    if not keep_days or newest is None:
+        return PrunedState(None, 0)
+    cutoff = newest - timedelta(days=keep_days - 1)
+    oldest = column_bound(store, STATE, SNAPSHOT, "min")
+    bounds = ((oldest, min(cutoff, last_day)), (last_day + timedelta(days=1), cutoff))
+    spans = [DateWindow(start, end) for start, end in bounds if start < end]
+    deleted = 0
+    for table in (STATE, STATE_CATEGORIES):
+        kept = nw.from_native(store.read(table, DateWindow.day(newest), SNAPSHOT)).head(0)
+        for span in spans:
+            if table == STATE:
+                deleted += len(store.count_rows_by_day(table, span, SNAPSHOT))
+            store.replace_window(table, kept.to_native(), span, SNAPSHOT)
+    return PrunedState(cutoff, deleted)
+
+
+def rebuild_reason(store: TableStore, day: date) -> tuple[str, bool]:
+    """Why ``day``'s state is built from all history, and whether that is a gap (a missing
+    day among the kept ones) rather than a first run or a pruned day."""
+    oldest = column_bound(store, STATE, SNAPSHOT, "min")
+    previous = day - timedelta(days=1)
+    if oldest is None:
+        return f"no customer state yet: building {day}'s from all history", False
+    if previous < oldest:
+        return (f"the customer state of {previous} was pruned ([maintenance] state_days): "
+                f"building {day}'s from all history"), False
+    return f"no customer state for {previous}: building {day}'s from all history", True
 
 
 def _in_memory(frame) -> bool:

@@ -12,6 +12,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from churn_assets import catalog
 from churn_assets.automation import LABELS_JOB
 from churn_assets.definitions import build_definitions
 from churn_assets.ingest.landing import find_drop, write_drop
@@ -199,6 +200,57 @@ def test_a_day_without_yesterdays_state_is_rebuilt_to_the_same_rows(world, world
                in m.metadata]
     assert rebuilt == [[day.isoformat()]]
     assert_frame_equal(features(paths), before, check_exact=False, rel_tol=1e-9)
+
+
+def test_gold_keeps_the_newest_state_days_and_rebuilds_an_older_one_to_the_same_rows(
+        world_copy, instance):
+    """[maintenance] state_days bounds the state by days kept, not by history: a run deletes
+    older snapshots (but its own last day), and a rerun of a pruned day's successor rebuilds
+    the state from history to the rows it had."""
+    paths = world_copy
+    with paths.settings_file.open("a") as settings:
+        settings.write("\n[maintenance]\nstate_days = 4\n")
+    gold = [catalog.CUSTOMER_STATE.key, catalog.CUSTOMER_CATEGORIES.key,
+            catalog.CUSTOMER_FEATURES.key]
+    before = {name: table(paths, name) for name in
+              ("gold.customer_state", "gold.customer_categories", "gold.customer_features")}
+    all_days = set(before["gold.customer_state"]["snapshot_date"])
+    newest = {LAST - timedelta(days=k) for k in range(4)}
+
+    def state_days(name="gold.customer_state"):
+        return set(table(paths, name)["snapshot_date"])
+
+    def same_rows(name, days):
+        def rows(frame):
+            frame = frame.filter(pl.col("snapshot_date").is_in(sorted(days)))
+            return frame.sort(frame.columns)
+        assert_frame_equal(rows(table(paths, name)), rows(before[name]))
+
+    result = materialize_range(paths, LAST, LAST, instance, selection=gold)
+    assert result.success
+    meta = next(m.metadata for m in result.asset_materializations_for_node(
+        "gold_customer_features") if "state_days_deleted" in m.metadata)
+    assert meta["state_days_deleted"].value == len(all_days - newest) > 0
+    assert meta["state_kept_from"].value == str(min(newest))
+    assert state_days() == state_days("gold.customer_categories") == newest
+    for name in before:
+        same_rows(name, newest)
+
+    old = WORLD_START + timedelta(days=5)  # its previous day's state is gone
+    result = materialize_range(paths, old, old, instance, selection=gold)
+    assert result.success
+    rebuilt = [m.metadata["rebuilt_from_history"].value for m in
+               result.asset_materializations_for_node("gold_customer_features")
+               if "rebuilt_from_history" in m.metadata]
+    assert rebuilt == [[old.isoformat()]]
+    assert state_days() == newest | {old}  # a run keeps its last day
+    for name in before:
+        same_rows(name, newest | {old})
+    assert_frame_equal(features(paths), before["gold.customer_features"].sort(
+        "snapshot_date", "customer_id"), check_exact=False, rel_tol=1e-9)
+
+    assert materialize_range(paths, LAST, LAST, instance, selection=gold).success
+    assert state_days() == state_days("gold.customer_categories") == newest
 
 
 def test_a_failed_blocking_check_stops_gold(world, world_copy, instance):

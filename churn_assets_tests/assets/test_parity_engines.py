@@ -35,16 +35,20 @@ pytest.importorskip("pyspark")
 pytest.importorskip("dagster_pyspark")
 
 START = date(2026, 1, 1)
-DAYS = 18
+DAYS = 12
 LAST = START + timedelta(days=DAYS - 1)
 HORIZON = 3
 SCORED = 3  # the last days scored and decided
 OUTCOME_DAYS = 2
+STATE_DAYS = 5
 SETTINGS = (
     f"[labels]\nhorizon_days = {HORIZON}\n"
-    "[model]\ntraining_days = 12\nvalidation_days = 2\nauc_floor = 0.0\n"
+    # A dozen days train a weak model; the gate must still promote it (this compares engines).
+    "[model]\ntraining_days = 12\nvalidation_days = 2\nauc_floor = 0.0\nbeat_recency = false\n"
     f"[scoring]\noutcome_window_days = {OUTCOME_DAYS}\n"
     "[decisions.policy]\ndaily_budget = 40.0\n"
+    # Both engines prune the gold state to the same days.
+    f"[maintenance]\nstate_days = {STATE_DAYS}\n"
 )
 TABLES = (
     [f"bronze.{d}" for d in DOMAINS] + [f"bronze.{d}_quarantine" for d in DOMAINS]
@@ -125,6 +129,14 @@ def delta_tables(lake: Path) -> set[str]:
 def test_the_comparison_covers_every_table_the_pipeline_wrote(worlds):
     local, _ = worlds
     assert delta_tables(local.lake) == set(TABLES)
+
+
+def test_both_engines_kept_only_the_newest_state_days(worlds, spark_store):
+    kept = {LAST - timedelta(days=k) for k in range(STATE_DAYS)}
+    assert set(pl.read_delta(str(worlds[0].lake / "gold" / "customer_state"))
+               ["snapshot_date"]) == kept
+    spark = pl.from_arrow(spark_store.read("gold.customer_state").toArrow())
+    assert {d if isinstance(d, date) else d.date() for d in spark["snapshot_date"]} == kept
 
 
 @pytest.mark.parametrize("table", TABLES)
