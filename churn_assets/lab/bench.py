@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from churn_assets.settings import DOMAINS, Settings
+from churn_assets.settings import DOMAINS, Paths, Settings
 
 RESULTS = Path("BENCHMARKS.md")
 TRANSACTIONS_START = date(2026, 1, 1)
@@ -582,6 +582,9 @@ def _gold(args, home: Path) -> list[str]:
     print("gold: silver (one run over all days) …", flush=True)
     silver = _run_phase(["silver", str(home)])
     print(f"  {silver['total_rows']:,} rows in {silver['seconds']:.1f}s", flush=True)
+    # The increments rerun old days from their stored day before: keep every state day.
+    with Paths(home).settings_file.open("a") as settings:
+        settings.write("\n[maintenance]\nstate_days = 0\n")
     print(f"gold: full rebuild of {args.gold_days} days (activity, then features) …", flush=True)
     gold = _run_phase(["gold", str(home), str(args.gold_days)])
     activity, features = gold["activity"], gold["features"]
