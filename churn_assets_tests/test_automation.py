@@ -14,7 +14,7 @@ from churn_assets.definitions import build_definitions
 from churn_assets.ingest.landing import MARKER, drop_dir, write_drop
 from churn_assets.resources.delta import DeltaTableStore
 from churn_assets.resources.landing import LandingZone
-from churn_assets.settings import Paths
+from churn_assets.settings import DOMAINS, Paths
 from churn_assets_tests.conftest import materialize_range
 
 DAY1, DAY2, DAY3 = date(2026, 3, 1), date(2026, 3, 2), date(2026, 3, 3)
@@ -271,3 +271,32 @@ def test_the_weekly_maintenance_schedule_follows_its_setting(paths):
     tick = schedule.evaluate_tick(dg.build_schedule_context(
         scheduled_execution_time=datetime(2026, 3, 7, 2, 30, tzinfo=UTC)))
     assert [r.job_name or MAINTENANCE_JOB for r in tick.run_requests] == [MAINTENANCE_JOB]
+
+
+def test_a_backlog_of_days_asks_for_all_its_gold_features_at_once(dirty_world, instance):
+    """Each day of gold features continues the day before's state. Waiting for that day to
+    exist, the automation sensor asked for one day per tick (about a day a minute under
+    `dagster dev`); now a backlog whose inputs are there is asked for in one evaluation (the
+    asset's single-run backfill policy makes that one run over the range). A day whose own
+    inputs are missing still waits, and so do the days whose 90-day window holds it."""
+    from churn_assets import catalog
+    from churn_assets_tests.conftest import WORLD_DAYS, WORLD_START
+
+    paths = dirty_world
+    defs = build_definitions(paths)
+    gold = {t.key for t in (catalog.CUSTOMER_STATE, catalog.CUSTOMER_CATEGORIES,
+                            catalog.CUSTOMER_FEATURES)}
+    upstream = [t.key for d in DOMAINS for t in (catalog.bronze(d), catalog.bronze_quarantine(d),
+                                                 catalog.silver(d), catalog.silver_exceptions(d))]
+    upstream += [catalog.DAILY_ACTIVITY.key, catalog.ORDER_CATEGORIES.key]
+    day = [WORLD_START + timedelta(days=k) for k in range(WORLD_DAYS)]
+    first_tick = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    # Every day's inputs but the 7th's.
+    for first, last in ((day[0], day[5]), (day[7], day[-1])):
+        assert materialize_range(paths, first, last, instance, selection=upstream).success
+
+    result = dg.evaluate_automation_conditions(defs=defs, instance=instance,
+                                               cursor=first_tick.cursor)
+    for key in gold:
+        assert set(result.get_requested_partitions(key)) == {d.isoformat() for d in day[:6]}
+    assert not any(result.get_requested_partitions(key) for key in upstream)

@@ -1,6 +1,7 @@
 """What the thin assets share: automation, metadata a person can read."""
 
 import warnings
+from collections.abc import Sequence
 
 import dagster as dg
 import narwhals as nw
@@ -16,12 +17,21 @@ warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", categor
 HIDDEN_COLUMNS = (*PII_COLUMNS, "email_hash", "phone_hash", "_ingested_at")
 
 
-def on_upstream_change() -> dg.AutomationCondition:
+def on_upstream_change(chain: Sequence[dg.AssetKey] = ()) -> dg.AutomationCondition:
     """Materialize any partition whose upstream partitions changed, once none is missing.
 
     ``eager()`` alone only looks at the latest day; a re-drop of an older day must flow on too.
+    ``chain`` names the asset's own keys when each day depends on the day before (gold's
+    state): a missing day before does not hold a day back, or a backlog were asked for one day
+    per sensor tick (about a day a minute under ``dagster dev``). Asked for together, the days
+    form one run over their range (a single-run backfill policy), which builds them in order.
     """
-    return dg.AutomationCondition.eager().without(dg.AutomationCondition.in_latest_time_window())
+    condition = dg.AutomationCondition.eager().without(
+        dg.AutomationCondition.in_latest_time_window())
+    if chain:
+        condition = condition.replace("any_deps_missing", dg.AutomationCondition.any_deps_missing()
+                                      .ignore(dg.AssetSelection.assets(*chain)))
+    return condition
 
 
 def markdown_preview(frame, rows: int = 5, columns: int = 12) -> str:

@@ -92,10 +92,13 @@ def build_features_asset(partitions_def, settings: Settings) -> dg.AssetsDefinit
         dg.AssetDep(catalog.silver("tickets").key, partition_mapping=_window_mapping(reach)),
     ]
 
+    state_chain = [t.key for t in (catalog.CUSTOMER_STATE, catalog.CUSTOMER_CATEGORIES,
+                                   catalog.CUSTOMER_FEATURES)]
+
     def spec(table: catalog.Table, **kwargs) -> dg.AssetSpec:
         return dg.AssetSpec(
             table.key, deps=[dg.AssetDep(table.key, partition_mapping=previous_day), *upstream],
-            automation_condition=on_upstream_change(), **kwargs)
+            automation_condition=on_upstream_change(chain=state_chain), **kwargs)
 
     @dg.multi_asset(
         name="gold_customer_features",
