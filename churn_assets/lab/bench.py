@@ -454,6 +454,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="customers of the worlds `churn-assets run` is timed on (a comma "
                         "list, e.g. 10000,30000,100000 for the curve)")
     parser.add_argument("--run-days", type=int, default=365, help="days of those worlds")
+    parser.add_argument("--run-increments", default="30,365",
+                        help="day numbers whose whole daily increment (churn_daily + "
+                        "churn_scoring) is timed after the run ('' for none)")
     parser.add_argument("--world-cache", type=Path,
                         default=Path.home() / ".cache" / "churn-assets" / "worlds",
                         help="where simulated worlds are kept between benchmarks")
@@ -494,8 +497,10 @@ def main(argv: list[str] | None = None) -> int:
             from churn_assets.lab.run_bench import run_section
 
             counts = [int(c) for c in args.run_customers.split(",")]
+            increments = [int(n) for n in args.run_increments.split(",") if n]
             sections.append(run_section(home / "run", args.world_cache, counts, args.run_days,
-                                        date(2025, 1, 1), seed=11))
+                                        date(2025, 1, 1), seed=11, increments=increments,
+                                        repeats=args.repeats))
     finally:
         if not args.keep and not args.home:
             shutil.rmtree(home, ignore_errors=True)

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import churn_assets
@@ -50,12 +50,16 @@ def cached_world(cache: Path, customers: int, days: int, start: date, seed: int)
     return world / "landing", seconds
 
 
-def timed_run(landing: Path, home: Path) -> dict:
+def timed_run(landing: Path, home: Path, keep_state: bool = False) -> dict:
     """`churn-assets run` over ``landing`` in a fresh data root ``home``: wall seconds, the
-    child's peak RSS, and seconds per job and per step from its Dagster home."""
+    child's peak RSS, and seconds per job and per step from its Dagster home. ``keep_state``
+    keeps every day's gold state (``[maintenance] state_days = 0``), so that any day can be
+    rerun as an increment afterwards."""
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
     shutil.copytree(landing, home / "landing", copy_function=os.link)
+    if keep_state:
+        Paths(home).settings_file.write_text("[maintenance]\nstate_days = 0\n")
     env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
     env.update(CHURN_HOME=str(home), CHURN_ENV="local")
     began = time.perf_counter()
@@ -70,6 +74,56 @@ def timed_run(landing: Path, home: Path) -> dict:
     jobs, steps = dagster_times(home / "dagster")
     return {"seconds": seconds, "peak_rss_mb": peak, "jobs": jobs, "steps": steps,
             "rows": layer_rows(Paths(home))}
+
+
+def timed_increments(home: Path, first: date, numbers: list[int], repeats: int) -> dict:
+    """The daily increment of a run's data root: day ``n``'s ``churn_daily`` then its
+    ``churn_scoring`` (bronze -> decisions and the brief, what the morning sensor and schedule
+    launch for one day), rerun ``repeats`` times for each day number (1 = ``first``),
+    interleaved. A rerun of day ``n`` reads what a first run of it reads: only days before it
+    (every read is point-in-time), so it costs what day ``n`` cost when it was new."""
+    import statistics
+
+    import dagster as dg
+
+    from churn_assets.automation import DAILY_JOB, SCORING_JOB
+    from churn_assets.definitions import build_definitions, daily_partitions
+    from churn_assets.lab.runner import run_range
+    from churn_assets.settings import load_settings
+
+    paths = Paths(home)
+    defs = build_definitions(paths)
+    partitions = daily_partitions(load_settings(paths))
+    samples: dict[int, list[dict[str, float]]] = {n: [] for n in numbers}
+    with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
+        # Untimed: the first run in a process also pays for imports and the definitions.
+        warm = first + timedelta(days=numbers[-1] - 1)
+        for job in (DAILY_JOB, SCORING_JOB):
+            run_range(defs, partitions, warm, warm, instance, days_per_run=1, job_name=job)
+        for _ in range(repeats):
+            for n in numbers:
+                day = first + timedelta(days=n - 1)
+                sample = {}
+                for job in (DAILY_JOB, SCORING_JOB):
+                    began = time.perf_counter()
+                    run_range(defs, partitions, day, day, instance, days_per_run=1,
+                              job_name=job)
+                    sample[job] = time.perf_counter() - began
+                samples[n].append(sample)
+    from churn_assets import catalog
+    from churn_assets.resources import build_resources
+    from churn_assets.resources.store import DateWindow
+
+    store = build_resources("local", paths, load_settings(paths))["store"]
+    return {str(n): {"day": (first + timedelta(days=n - 1)).isoformat(),
+                     "customers": store.count_rows(
+                         catalog.CUSTOMER_FEATURES.full_name,
+                         DateWindow.day(first + timedelta(days=n - 1)), catalog.SNAPSHOT_DATE),
+                     "seconds": [sum(s.values()) for s in runs],
+                     "median_seconds": statistics.median(sum(s.values()) for s in runs),
+                     **{f"median_{job}": statistics.median(s[job] for s in runs)
+                        for job in runs[0]}}
+            for n, runs in samples.items()}
 
 
 def dagster_times(dagster_home: Path) -> tuple[dict[str, float], dict[str, float]]:
@@ -112,12 +166,17 @@ def layer_seconds(steps: dict[str, float]) -> dict[str, float]:
 
 
 def run_section(home: Path, cache: Path, customers: list[int], days: int, start: date,
-                seed: int) -> list[str]:
+                seed: int, increments: list[int] = (), repeats: int = 3) -> list[str]:
     results = []
     for count in sorted(customers):
         landing, simulated = cached_world(cache, count, days, start, seed)
         landed = sum(1 for _ in landing.rglob("*") if _.is_file())
-        result = timed_run(landing, home / f"run-{count}")
+        result = timed_run(landing, home / f"run-{count}", keep_state=bool(increments))
+        if increments:
+            print(f"run: daily increments of days {increments}, {repeats} times each …",
+                  flush=True)
+            result["increments"] = timed_increments(home / f"run-{count}", start,
+                                                    list(increments), repeats)
         results.append((count, simulated, landed, result))
     lines = [
         f"### `churn-assets run` end to end ({days} days from {start}, seed {seed}, all five "
@@ -148,4 +207,27 @@ def run_section(home: Path, cache: Path, customers: list[int], days: int, start:
         lines.append(f"- {count:,} customers ({landed:,} landing files, {made}; rows: "
                      + ", ".join(f"{layer} {result['rows'][layer]:,}" for layer in LAYERS)
                      + "): " + ", ".join(f"{key} {s:,.1f}" for key, s in top))
+    lines += _increment_lines(results, increments, repeats)
+    return lines
+
+
+def _increment_lines(results, increments, repeats) -> list[str]:
+    if not increments:
+        return []
+    first, last = str(min(increments)), str(max(increments))
+    lines = ["", f"Daily increment (one day's `churn_daily` then `churn_scoring`, rerun in the "
+             f"run's data root with every state day kept; median of {repeats}):", "",
+             "| customers | " + " | ".join(f"day {n} s (known customers)" for n in increments)
+             + f" | day {last} / day {first} | per known customer |",
+             "| ---: | " + " | ".join("---:" for _ in increments) + " | ---: | ---: |"]
+    for count, _, _, result in results:
+        inc = result["increments"]
+        ratio = inc[last]["median_seconds"] / inc[first]["median_seconds"]
+        per_customer = ratio * inc[first]["customers"] / inc[last]["customers"]
+        cells = [f"{inc[str(n)]['median_seconds']:.1f} (daily "
+                 f"{inc[str(n)]['median_churn_daily']:.1f} + scoring "
+                 f"{inc[str(n)]['median_churn_scoring']:.1f}; {inc[str(n)]['customers']:,})"
+                 for n in increments]
+        lines.append(f"| {count:,} | " + " | ".join(cells)
+                     + f" | **{ratio:.2f}** | {per_customer:.2f} |")
     return lines
