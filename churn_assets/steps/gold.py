@@ -153,11 +153,14 @@ def prune_state(store: TableStore, last_day: date, keep_days: int) -> PrunedStat
     spans = [DateWindow(start, end) for start, end in bounds if start < end]
     deleted = 0
     for table in (STATE, STATE_CATEGORIES):
-        kept = nw.from_native(store.read(table, DateWindow.day(newest), SNAPSHOT)).head(0)
+        # Replacing a window by no rows deletes it, on either store.
+        empty = nw.from_native(store.read(table, DateWindow.day(newest), SNAPSHOT)).head(0)
         for span in spans:
+            days = len(store.count_rows_by_day(table, span, SNAPSHOT))
+            if days:  # an empty span would still cost a commit
+                store.replace_window(table, empty.to_native(), span, SNAPSHOT)
             if table == STATE:
-                deleted += len(store.count_rows_by_day(table, span, SNAPSHOT))
-            store.replace_window(table, kept.to_native(), span, SNAPSHOT)
+                deleted += days
     return PrunedState(cutoff, deleted)
 
 
