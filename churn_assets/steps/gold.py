@@ -22,7 +22,7 @@ import narwhals as nw
 from churn_assets import catalog
 from churn_assets.resources.store import DateWindow, TableStore
 from churn_assets.settings import DOMAINS
-from churn_assets.steps.reads import CHUNK_DAYS, chunks, column_bound, first_arrival
+from churn_assets.steps.reads import CHUNK_DAYS, chunks, column_bound
 from churn_assets.transforms import gold
 from churn_assets.transforms.contracts import PARTITION_COLUMN as ARRIVAL
 from churn_assets.transforms.engine import backend, materialize
@@ -58,7 +58,8 @@ def write_feature_days(store: TableStore, window: DateWindow, partition_start: d
                        max_days_ahead: int, log=_log) -> FeatureDays:
     """Customer state, state categories and features for every day of ``window``, day by day."""
     ahead, reach = max_days_ahead, reach_days(max_days_ahead)
-    first_arrivals = {d: first_arrival(store, catalog.silver(d).full_name) for d in DOMAINS}
+    first_arrivals = {d: _first_arrival_seen(store, catalog.silver(d).full_name, window)
+                      for d in DOMAINS}
     result = FeatureDays(window)
     state = None
     for chunk in chunks(window, CHUNK_DAYS):
@@ -175,6 +176,20 @@ def rebuild_reason(store: TableStore, day: date) -> tuple[str, bool]:
         return (f"the customer state of {previous} was pruned ([maintenance] state_days): "
                 f"building {day}'s from all history"), False
     return f"no customer state for {previous}: building {day}'s from all history", True
+
+
+def _first_arrival_seen(store: TableStore, table: str, window: DateWindow) -> date | None:
+    """The first arrival day of ``table`` as far as ``window``'s days can tell: the day before
+    the window when any row arrived before it, else the first arrival in the window (None:
+    none yet). One row of history is read, not the whole column, which grew with history."""
+    if not store.exists(table):
+        return None
+    before = DateWindow(date(1970, 1, 1), window.start)
+    probe = nw.from_native(store.read(table, before, ARRIVAL, [ARRIVAL])).head(1)
+    if len(probe.lazy().collect()):
+        return window.start - timedelta(days=1)
+    within = nw.from_native(store.read(table, window, ARRIVAL, [ARRIVAL]))
+    return within.select(nw.col(ARRIVAL).min()).lazy().collect().item()
 
 
 def _in_memory(frame) -> bool:
