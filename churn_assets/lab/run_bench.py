@@ -184,8 +184,8 @@ def run_section(home: Path, cache: Path, customers: list[int], days: int, start:
         "One command in its own process: landing -> bronze -> silver -> gold -> labels -> "
         "training -> scores, decisions and briefs for every day -> outcomes. Step seconds are "
         "Dagster's; rows are what each layer's tables hold afterwards (gold's customer state "
-        "and its categories hold only their kept days, `[maintenance] state_days`: every day "
-        f"{'in this run, for the increments' if increments else 'but the newest 35 by default'}).", "",
+        "and its categories hold only their kept days, `[maintenance] state_days`: "
+        f"{'every day in this run, for the increments' if increments else 'the newest 35 by default'}).", "",
         "| customers | wall s | peak RSS MB | daily job s | labels s | training s | scoring s "
         "| outcomes s | bronze rows/s | silver rows/s | gold rows/s |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
