@@ -9,13 +9,14 @@ from datetime import UTC, date, datetime, timedelta
 import dagster as dg
 import pytest
 
+from churn_assets import catalog
 from churn_assets.automation import DAILY_JOB, RANGE_END_TAG, RANGE_START_TAG
 from churn_assets.definitions import build_definitions
 from churn_assets.ingest.landing import MARKER, drop_dir, write_drop
 from churn_assets.resources.delta import DeltaTableStore
 from churn_assets.resources.landing import LandingZone
 from churn_assets.settings import DOMAINS, Paths
-from churn_assets_tests.conftest import materialize_range
+from churn_assets_tests.conftest import WORLD_DAYS, WORLD_START, materialize_range
 
 DAY1, DAY2, DAY3 = date(2026, 3, 1), date(2026, 3, 2), date(2026, 3, 3)
 CSV = b"transaction_id,customer_id,amount,created_at\nt1,c1,10.0,2026-03-01T10:00:00Z\n"
@@ -279,9 +280,6 @@ def test_a_backlog_of_days_asks_for_all_its_gold_features_at_once(dirty_world, i
     `dagster dev`); now a backlog whose inputs are there is asked for in one evaluation (the
     asset's single-run backfill policy makes that one run over the range). A day whose own
     inputs are missing still waits, and so do the days whose 90-day window holds it."""
-    from churn_assets import catalog
-    from churn_assets_tests.conftest import WORLD_DAYS, WORLD_START
-
     paths = dirty_world
     defs = build_definitions(paths)
     gold = {t.key for t in (catalog.CUSTOMER_STATE, catalog.CUSTOMER_CATEGORIES,

@@ -588,8 +588,10 @@ def _gold(args, home: Path) -> list[str]:
     silver = _run_phase(["silver", str(home)])
     print(f"  {silver['total_rows']:,} rows in {silver['seconds']:.1f}s", flush=True)
     # The increments rerun old days from their stored day before: keep every state day.
+    from churn_assets.lab.run_bench import KEEP_EVERY_STATE_DAY
+
     with Paths(home).settings_file.open("a") as settings:
-        settings.write("\n[maintenance]\nstate_days = 0\n")
+        settings.write("\n" + KEEP_EVERY_STATE_DAY)
     print(f"gold: full rebuild of {args.gold_days} days (activity, then features) …", flush=True)
     gold = _run_phase(["gold", str(home), str(args.gold_days)])
     activity, features = gold["activity"], gold["features"]

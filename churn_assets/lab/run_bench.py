@@ -27,6 +27,8 @@ from churn_assets.lab.runner import code_version, fingerprint
 from churn_assets.settings import Paths
 
 LAYERS = ("bronze", "silver", "gold")
+# Settings that keep every day's gold state, so that any day can be rerun as an increment.
+KEEP_EVERY_STATE_DAY = "[maintenance]\nstate_days = 0\n"
 
 
 def cached_world(cache: Path, customers: int, days: int, start: date, seed: int) -> tuple[
@@ -59,7 +61,7 @@ def timed_run(landing: Path, home: Path, keep_state: bool = False) -> dict:
     home.mkdir(parents=True)
     shutil.copytree(landing, home / "landing", copy_function=os.link)
     if keep_state:
-        Paths(home).settings_file.write_text("[maintenance]\nstate_days = 0\n")
+        Paths(home).settings_file.write_text(KEEP_EVERY_STATE_DAY)
     env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
     env.update(CHURN_HOME=str(home), CHURN_ENV="local")
     began = time.perf_counter()
@@ -86,23 +88,25 @@ def timed_increments(home: Path, first: date, numbers: list[int], repeats: int) 
 
     import dagster as dg
 
+    from churn_assets import catalog
     from churn_assets.automation import DAILY_JOB, SCORING_JOB
     from churn_assets.definitions import build_definitions, daily_partitions
     from churn_assets.lab.runner import run_range
+    from churn_assets.resources.store import DateWindow
     from churn_assets.settings import load_settings
 
     paths = Paths(home)
     defs = build_definitions(paths)
     partitions = daily_partitions(load_settings(paths))
+    days = {n: first + timedelta(days=n - 1) for n in numbers}
     samples: dict[int, list[dict[str, float]]] = {n: [] for n in numbers}
     with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
         # Untimed: the first run in a process also pays for imports and the definitions.
-        warm = first + timedelta(days=numbers[-1] - 1)
         for job in (DAILY_JOB, SCORING_JOB):
-            run_range(defs, partitions, warm, warm, instance, days_per_run=1, job_name=job)
+            run_range(defs, partitions, days[numbers[-1]], days[numbers[-1]], instance,
+                      days_per_run=1, job_name=job)
         for _ in range(repeats):
-            for n in numbers:
-                day = first + timedelta(days=n - 1)
+            for n, day in days.items():
                 sample = {}
                 for job in (DAILY_JOB, SCORING_JOB):
                     began = time.perf_counter()
@@ -110,15 +114,10 @@ def timed_increments(home: Path, first: date, numbers: list[int], repeats: int) 
                               job_name=job)
                     sample[job] = time.perf_counter() - began
                 samples[n].append(sample)
-    from churn_assets import catalog
-    from churn_assets.resources import build_resources
-    from churn_assets.resources.store import DateWindow
-
-    store = build_resources("local", paths, load_settings(paths))["store"]
-    return {str(n): {"day": (first + timedelta(days=n - 1)).isoformat(),
-                     "customers": store.count_rows(
-                         catalog.CUSTOMER_FEATURES.full_name,
-                         DateWindow.day(first + timedelta(days=n - 1)), catalog.SNAPSHOT_DATE),
+    store = _store(paths)
+    return {str(n): {"day": days[n].isoformat(),
+                     "customers": store.count_rows(catalog.CUSTOMER_FEATURES.full_name,
+                                                   DateWindow.day(days[n]), catalog.SNAPSHOT_DATE),
                      "seconds": [sum(s.values()) for s in runs],
                      "median_seconds": statistics.median(sum(s.values()) for s in runs),
                      **{f"median_{job}": statistics.median(s[job] for s in runs)
@@ -149,13 +148,19 @@ def dagster_times(dagster_home: Path) -> tuple[dict[str, float], dict[str, float
 def layer_rows(paths: Paths) -> dict[str, int]:
     """Rows each layer's tables hold (quarantine and exceptions included: they were written)."""
     from churn_assets import catalog
-    from churn_assets.resources import build_resources
-    from churn_assets.settings import load_settings
 
-    store = build_resources("local", paths, load_settings(paths))["store"]
+    store = _store(paths)
     return {layer: sum(store.count_rows(t.full_name) for t in catalog.TABLES
                        if t.layer == layer and store.exists(t.full_name))
             for layer in LAYERS}
+
+
+def _store(paths: Paths):
+    """The local table store of a run's data root."""
+    from churn_assets.resources import build_resources
+    from churn_assets.settings import load_settings
+
+    return build_resources("local", paths, load_settings(paths))["store"]
 
 
 def layer_seconds(steps: dict[str, float]) -> dict[str, float]:
@@ -185,7 +190,8 @@ def run_section(home: Path, cache: Path, customers: list[int], days: int, start:
         "training -> scores, decisions and briefs for every day -> outcomes. Step seconds are "
         "Dagster's; rows are what each layer's tables hold afterwards (gold's customer state "
         "and its categories hold only their kept days, `[maintenance] state_days`: "
-        f"{'every day in this run, for the increments' if increments else 'the newest 35 by default'}).", "",
+        + ("every day in this run, for the increments" if increments
+           else "the newest 35 by default") + ").", "",
         "| customers | wall s | peak RSS MB | daily job s | labels s | training s | scoring s "
         "| outcomes s | bronze rows/s | silver rows/s | gold rows/s |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",

@@ -145,8 +145,8 @@ def prune_state(store: TableStore, last_day: date, keep_days: int) -> PrunedStat
     stored days, except ``last_day``: only the day before is read to continue, and a day whose
     previous state is gone is rebuilt from history to the same rows. So the state grows with
     customers, not with days (Delta frees the deleted files at the next vacuum)."""
-    newest = column_bound(store, STATE, SNAPSHOT, "max")
-    if not keep_days or newest is None:
+    newest = column_bound(store, STATE, SNAPSHOT, "max") if keep_days else None
+    if newest is None:
         return PrunedState(None, 0)
     cutoff = newest - timedelta(days=keep_days - 1)
     oldest = column_bound(store, STATE, SNAPSHOT, "min")
@@ -188,8 +188,7 @@ def _first_arrival_seen(store: TableStore, table: str, window: DateWindow) -> da
     probe = nw.from_native(store.read(table, before, ARRIVAL, [ARRIVAL])).head(1)
     if len(probe.lazy().collect()):
         return window.start - timedelta(days=1)
-    within = nw.from_native(store.read(table, window, ARRIVAL, [ARRIVAL]))
-    return within.select(nw.col(ARRIVAL).min()).lazy().collect().item()
+    return column_bound(store, table, ARRIVAL, "min", window)
 
 
 def _in_memory(frame) -> bool:

@@ -32,11 +32,14 @@ def last_arrival(store: TableStore, table: str) -> date | None:
     return column_bound(store, table, ARRIVAL, "max")
 
 
-def column_bound(store: TableStore, table: str, column: str, how: str) -> date | None:
-    """The min or max of a (date) column over the whole table; None when it has no rows."""
+def column_bound(store: TableStore, table: str, column: str, how: str,
+                 window: DateWindow | None = None) -> date | None:
+    """The min or max of a (date) column over the whole table, or over ``window`` of it when
+    ``column`` is its partition column; None when there are no rows."""
     if not store.exists(table):
         return None
-    frame = nw.from_native(store.read(table, columns=[column]))
+    frame = nw.from_native(store.read(table, window, column, [column]) if window
+                           else store.read(table, columns=[column]))
     return frame.select(getattr(nw.col(column), how)()).lazy().collect().item()
 
 
